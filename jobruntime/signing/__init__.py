@@ -1,0 +1,1 @@
+"""Keys, DSSE envelopes and the pinned trust root."""

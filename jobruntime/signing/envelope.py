@@ -1,0 +1,148 @@
+"""DSSE envelopes: signing payloads and verifying them against a role.
+
+Verification counts distinct keys of the role that are valid now and whose
+signature checks; when that falls short of the threshold, the most telling
+per-signature failure is raised so the error names the real cause.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
+
+from jobruntime.errors import (
+    BadSignatureError,
+    EnvelopeError,
+    KeyExpiredError,
+    KeyRevokedError,
+    SignatureError,
+    UnknownKeyError,
+)
+from jobruntime.signing.keys import SigningKey
+from jobruntime.signing.trustroot import Role, TrustRoot
+from jobruntime.spec.codec import MAX_SPEC_BYTES, load_json
+
+SPEC_TYPE = "application/vnd.jobruntime.spec+json"
+APPROVAL_TYPE = "application/vnd.jobruntime.approval+json"
+CLAIM_TYPE = "application/vnd.jobruntime.claim+json"
+
+# Which failure explains a shortfall best: a forged signature beats a key problem,
+# which beats a key nobody trusts.
+_PRIORITY: tuple[type[SignatureError], ...] = (
+    BadSignatureError,
+    KeyRevokedError,
+    KeyExpiredError,
+    UnknownKeyError,
+)
+
+
+def sign(payload: bytes, payload_type: str, keys: Iterable[SigningKey]) -> Envelope:
+    env = Envelope(payload, payload_type, {})
+    for key in keys:
+        env.signatures[key.keyid] = key.sign(env.pae())
+    return env
+
+
+def to_json(env: Envelope) -> dict[str, Any]:
+    return env.to_dict()  # type: ignore[no-any-return]
+
+
+def from_json(obj: Any, payload_type: str, what: str) -> Envelope:
+    """Shape-check and decode an envelope; the payload is limited like a spec."""
+    if not isinstance(obj, dict) or set(obj) != {"payload", "payloadType", "signatures"}:
+        raise EnvelopeError(f"{what} is not a DSSE envelope (payload, payloadType, signatures)")
+    if obj["payloadType"] != payload_type:
+        raise EnvelopeError(f"{what} has payloadType {obj['payloadType']!r}, want {payload_type!r}")
+    sigs = obj["signatures"]
+    if not isinstance(sigs, list) or not sigs:
+        raise EnvelopeError(f"{what} carries no signatures")
+    if not isinstance(obj["payload"], str) or len(obj["payload"]) > MAX_SPEC_BYTES * 4 // 3 + 4:
+        raise EnvelopeError(f"{what} payload is not a bounded base64 string")
+    try:
+        copied = {**obj, "signatures": [dict(s) for s in sigs]}
+        return Envelope.from_dict(copied)
+    except ValueError as exc:
+        if "Multiple signatures" in str(exc):
+            raise EnvelopeError(f"{what} carries two signatures by one key") from None
+        raise EnvelopeError(f"{what} has undecodable base64 or signature fields") from None
+    except (KeyError, TypeError, AttributeError, binascii.Error):
+        raise EnvelopeError(f"{what} has malformed signature entries") from None
+
+
+def from_bytes(data: bytes, payload_type: str, what: str) -> Envelope:
+    return from_json(load_json(data, what, MAX_SPEC_BYTES * 2), payload_type, what)
+
+
+def dumps(env: Envelope) -> str:
+    return json.dumps(to_json(env), sort_keys=True)
+
+
+def verify(
+    env: Envelope,
+    trust_root: TrustRoot,
+    role: Role,
+    role_name: str,
+    now: datetime,
+) -> frozenset[str]:
+    """Return the distinct key ids that validly signed; raise if under threshold."""
+    valid: set[str] = set()
+    failures: list[SignatureError] = []
+    pae = env.pae()
+    for sig in env.signatures.values():
+        failure = _check_one(sig.keyid, trust_root, role, role_name, now)
+        if failure is None:
+            try:
+                trust_root.by_id[sig.keyid].sslib.verify_signature(sig, pae)
+            except VerificationError:
+                failure = BadSignatureError(
+                    f"signature by {role_name} key {sig.keyid[:16]}… does not match the payload"
+                )
+        if failure is None:
+            valid.add(sig.keyid)
+        else:
+            failures.append(failure)
+    if len(valid) >= role.threshold:
+        return frozenset(valid)
+    for kind in _PRIORITY:
+        for failure in failures:
+            if type(failure) is kind:
+                raise failure
+    raise SignatureError(
+        f"{role_name}: {len(valid)} of {role.threshold} required distinct keys signed"
+    )
+
+
+def _check_one(
+    keyid: str, trust_root: TrustRoot, role: Role, role_name: str, now: datetime
+) -> SignatureError | None:
+    if keyid not in role.distinct:
+        return UnknownKeyError(f"signature by key {keyid[:16]}… which is not a {role_name} key")
+    key = trust_root.by_id[keyid]
+    if key.revoked:
+        return KeyRevokedError(f"{role_name} key {keyid[:16]}… is revoked")
+    if not key.valid_at(now):
+        return KeyExpiredError(
+            f"{role_name} key {keyid[:16]}… is valid only from {key.not_before:%Y-%m-%dT%H:%M:%SZ} "
+            f"to {key.not_after:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    return None
+
+
+__all__ = [
+    "APPROVAL_TYPE",
+    "CLAIM_TYPE",
+    "SPEC_TYPE",
+    "Envelope",
+    "dumps",
+    "from_bytes",
+    "from_json",
+    "sign",
+    "to_json",
+    "verify",
+]

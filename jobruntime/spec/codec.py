@@ -1,0 +1,85 @@
+"""Bytes in and out: size and depth limits before parsing, RFC 8785 canonical JSON.
+
+Limits run on raw bytes before ``json.loads`` so a hostile spec cannot make the
+parser recurse or allocate without bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, TypeVar
+
+import rfc8785
+from pydantic import BaseModel, ValidationError
+
+from jobruntime.errors import SpecSchemaError, SpecTooDeepError, SpecTooLargeError
+
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_limits(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> None:
+    """Refuse oversized or deeply nested JSON without parsing it."""
+    if len(data) > max_bytes:
+        raise SpecTooLargeError(f"{what} is {len(data)} bytes, over the {max_bytes}-byte limit")
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub(b'""', data)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                raise SpecTooDeepError(f"{what} nests deeper than {MAX_DEPTH} levels")
+        else:
+            depth -= 1
+
+
+def load_json(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Any:
+    check_limits(data, what, max_bytes)
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecSchemaError(f"{what} is not JSON: {type(exc).__name__} at byte {_pos(exc)}") from None
+
+
+def parse_model(model: type[M], data: bytes, what: str) -> M:
+    """Limits, then JSON, then the strict model; errors name fields, never values."""
+    return validate_model(model, load_json(data, what), what)
+
+
+def validate_model(model: type[M], obj: Any, what: str) -> M:
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise SpecSchemaError(f"{what} does not match the schema: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """Field paths and reasons only: input values may be secret."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def canonical(obj: BaseModel | Any) -> bytes:
+    """RFC 8785 canonical JSON of a model or a plain JSON value."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    return bytes(rfc8785.dumps(obj))
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _pos(exc: Exception) -> int:
+    return int(getattr(exc, "pos", getattr(exc, "start", 0)))

@@ -1,0 +1,170 @@
+"""The job-run spec: what a control plane signs and data owners approve.
+
+Every model forbids unknown fields, so a field an attacker adds is an error rather
+than something silently ignored. Times are UTC and serialised with a ``Z``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+SCHEMA_VERSION: Literal[1] = 1
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+"""Identifiers a person types: org, dataset and parameter names."""
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+ImageDigest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+KeyId = Sha256Hex
+RunId = Annotated[str, Field(pattern=r"^run-[0-9a-z-]{6,64}$")]
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamps must carry a UTC offset")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+ParamValue = Scalar | list[Scalar]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=4096)
+
+
+class JobModule(_Strict):
+    """The code that runs, pinned by the SHA-256 of its source file."""
+
+    import_name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+    sha256: Sha256Hex
+    entry: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "run"
+
+
+class Dataset(_Strict):
+    """A dataset the run reads or writes; the key id names its master key in the KMS."""
+
+    name: Name
+    uri: Annotated[str, Field(min_length=1, max_length=2048)]
+    key_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+    owner: Name
+
+
+class ValidityWindow(_Strict):
+    not_before: UtcDatetime
+    expires: UtcDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValidityWindow:
+        if self.expires <= self.not_before:
+            raise ValueError("expires must be after not_before")
+        return self
+
+
+class ApprovalPolicy(_Strict):
+    """Which owners must approve, and how many distinct keys each must use.
+
+    The trust root sets each owner's floor; a spec may raise it, never lower it.
+    """
+
+    required_owners: Annotated[list[Name], Field(min_length=1, max_length=64)]
+    threshold: Annotated[int, Field(ge=1, le=16)] = 1
+
+    @model_validator(mode="after")
+    def _unique(self) -> ApprovalPolicy:
+        if len(set(self.required_owners)) != len(self.required_owners):
+            raise ValueError("required_owners lists an owner twice")
+        return self
+
+
+class JobRunSpec(_Strict):
+    """One job run. The control plane signs its canonical JSON in a DSSE envelope."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run_id: RunId
+    job_id: Name
+    workspace: Name
+    module: JobModule
+    image_digest: ImageDigest
+    parameters: Annotated[dict[Name, ParamValue], Field(max_length=256)] = Field(
+        default_factory=dict
+    )
+    inputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
+    outputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
+    validity: ValidityWindow
+    nonce: Sha256Hex
+    approval_policy: ApprovalPolicy
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobRunSpec:
+        names = [d.name for d in self.inputs] + [d.name for d in self.outputs]
+        if len(set(names)) != len(names):
+            raise ValueError("dataset names must be unique across inputs and outputs")
+        missing = sorted({d.owner for d in self.inputs} - set(self.approval_policy.required_owners))
+        if missing:
+            raise ValueError(f"approval_policy misses input owners: {', '.join(missing)}")
+        return self
+
+    def dataset(self, name: str) -> Dataset | None:
+        for d in (*self.inputs, *self.outputs):
+            if d.name == name:
+                return d
+        return None
+
+
+class JobRunRequest(_Strict):
+    """What a submitter sends; the control plane adds the run id, nonce and window."""
+
+    job_id: Name
+    workspace: Name
+    module: JobModule
+    image_digest: ImageDigest
+    parameters: Annotated[dict[Name, ParamValue], Field(max_length=256)] = Field(
+        default_factory=dict
+    )
+    inputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
+    outputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
+    validity: ValidityWindow | None = None
+    valid_for_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
+    approval_policy: ApprovalPolicy | None = None
+
+
+class Approval(_Strict):
+    """What an owner signs: its decision on one exact spec (by digest)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["approval"] = "approval"
+    run_id: RunId
+    spec_digest: ImageDigest
+    owner: Name
+    approved_at: UtcDatetime
+
+
+class ClaimReceipt(_Strict):
+    """What the control plane signs when a verifier claims a run, once."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["claim"] = "claim"
+    run_id: RunId
+    spec_digest: ImageDigest
+    claim_id: Sha256Hex
+    claimed_at: UtcDatetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
