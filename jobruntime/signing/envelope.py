@@ -27,6 +27,7 @@ from jobruntime.errors import (
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import Role, TrustRoot
 from jobruntime.spec.codec import MAX_SPEC_BYTES, load_json
+from jobruntime.spec.models import iso
 
 SPEC_TYPE = "application/vnd.jobruntime.spec+json"
 APPROVAL_TYPE = "application/vnd.jobruntime.approval+json"
@@ -50,7 +51,7 @@ def sign(payload: bytes, payload_type: str, keys: Iterable[SigningKey]) -> Envel
 
 
 def to_json(env: Envelope) -> dict[str, Any]:
-    return env.to_dict()  # type: ignore[no-any-return]
+    return env.to_dict()
 
 
 def from_json(obj: Any, payload_type: str, what: str) -> Envelope:
@@ -128,8 +129,8 @@ def _check_one(
         return KeyRevokedError(f"{role_name} key {keyid[:16]}… is revoked")
     if not key.valid_at(now):
         return KeyExpiredError(
-            f"{role_name} key {keyid[:16]}… is valid only from {key.not_before:%Y-%m-%dT%H:%M:%SZ} "
-            f"to {key.not_after:%Y-%m-%dT%H:%M:%SZ}"
+            f"{role_name} key {keyid[:16]}… is valid only from {iso(key.not_before)} "
+            f"to {iso(key.not_after)}"
         )
     return None
 

@@ -45,7 +45,9 @@ def load_json(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Any:
     try:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SpecSchemaError(f"{what} is not JSON: {type(exc).__name__} at byte {_pos(exc)}") from None
+        raise SpecSchemaError(
+            f"{what} is not JSON: {type(exc).__name__} at byte {_pos(exc)}"
+        ) from None
 
 
 def parse_model(model: type[M], data: bytes, what: str) -> M:

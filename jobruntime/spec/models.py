@@ -51,7 +51,9 @@ class _Strict(BaseModel):
 class JobModule(_Strict):
     """The code that runs, pinned by the SHA-256 of its source file."""
 
-    import_name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+    import_name: Annotated[
+        str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    ]
     sha256: Sha256Hex
     entry: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "run"
 
@@ -168,3 +170,8 @@ class ClaimReceipt(_Strict):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(value: datetime) -> str:
+    """Second-precision UTC, for messages."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

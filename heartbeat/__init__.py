@@ -1,0 +1,1 @@
+"""The heartbeat sidecar: liveness, progress and cancel (filled in by the heartbeat issue)."""

@@ -1,0 +1,3 @@
+from jobruntime.cli.main import main
+
+raise SystemExit(main())

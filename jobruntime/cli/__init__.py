@@ -1,0 +1,1 @@
+"""The ``jobruntime`` command line: one module per command group."""

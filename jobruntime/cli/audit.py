@@ -1,0 +1,46 @@
+"""``jobruntime audit``: export the audit log and verify its chain."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from jobruntime.cli.common import add_connection, client_from
+from jobruntime.controlplane.api import AuditLog
+from jobruntime.controlplane.audit import verify_chain
+from jobruntime.signing.trustroot import TrustRoot
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("audit", help="the control plane's signed audit log")
+    aus = p.add_subparsers(dest="audit_command", required=True)
+
+    v = aus.add_parser("verify", help="check every hash link and signature of the log")
+    v.add_argument("--trust-root", type=Path, required=True)
+    v.add_argument("--file", type=Path, help="an exported log instead of fetching it")
+    add_connection(v, "operator")
+    v.set_defaults(handler=verify)
+
+    e = aus.add_parser("export", help="print the whole log as JSON")
+    add_connection(e, "operator")
+    e.set_defaults(handler=export)
+
+
+def _fetch(args: argparse.Namespace) -> AuditLog:
+    if getattr(args, "file", None):
+        return AuditLog.model_validate_json(args.file.read_bytes())
+    with client_from(args) as client:
+        return client.audit()
+
+
+def verify(args: argparse.Namespace) -> int:
+    log = _fetch(args)
+    head = verify_chain(log.entries, TrustRoot.load(args.trust_root))
+    print(f"audit chain ok: {len(log.entries)} entries, head sha256:{head}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    print(_fetch(args).model_dump_json(indent=2))
+    return 0

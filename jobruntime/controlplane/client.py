@@ -1,0 +1,215 @@
+"""HTTP client of the control-plane API.
+
+Timeouts on every call; retries with exponential backoff on connection errors and
+5xx up to a deadline (urllib3's ``Retry``, extended with that deadline); TLS
+verification on, with a configurable CA bundle. Refusals become typed errors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from pydantic import BaseModel, ValidationError
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from jobruntime.controlplane.api import (
+    API_PREFIX,
+    ApprovalRequest,
+    ApprovalResponse,
+    AuditLog,
+    CancelRequest,
+    ClaimRequest,
+    ClaimResponse,
+    Health,
+    RunStatus,
+    SignedRun,
+    SubmitResponse,
+)
+from jobruntime.errors import (
+    AuthError,
+    ClaimError,
+    ClaimReplayedError,
+    ControlPlaneError,
+    ControlPlaneUnavailableError,
+    JobRuntimeError,
+    NotFoundError,
+    RunCancelledError,
+    SpecTooLargeError,
+)
+from jobruntime.spec.codec import MAX_SPEC_BYTES
+from jobruntime.spec.models import JobRunRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+_CLAIM_REFUSALS: dict[str, type[ClaimError]] = {
+    "claim.replayed": ClaimReplayedError,
+    "claim.cancelled": RunCancelledError,
+    "claim.not_approved": ClaimError,
+}
+
+
+class DeadlineRetry(Retry):
+    """urllib3 ``Retry`` that also gives up once a monotonic deadline has passed."""
+
+    deadline: float | None = None
+
+    def new(self, **kw: Any) -> DeadlineRetry:
+        retry = super().new(**kw)
+        assert isinstance(retry, DeadlineRetry)
+        retry.deadline = self.deadline
+        return retry
+
+    def is_exhausted(self) -> bool:
+        late = self.deadline is not None and time.monotonic() >= self.deadline
+        return late or bool(super().is_exhausted())
+
+
+class ControlPlaneClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        ca_bundle: Path | None = None,
+        timeout: float = 10.0,
+        retry_for: float = 30.0,
+        backoff: float = 0.2,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+        self._retry_for = retry_for
+        self._backoff = backoff
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._session.headers["User-Agent"] = "jobruntime-client/1"
+        self._session.verify = str(ca_bundle) if ca_bundle else True
+        self._adapter = HTTPAdapter()
+        self._session.mount("http://", self._adapter)
+        self._session.mount("https://", self._adapter)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> ControlPlaneClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- the API -----------------------------------------------------------------
+
+    def health(self) -> Health:
+        return self._call("GET", "/health", Health)
+
+    def submit(self, request: JobRunRequest) -> SubmitResponse:
+        body = request.model_dump(mode="json", exclude_none=True)
+        # Not idempotent: only a refused connection (nothing sent) is retried.
+        return self._call("POST", "/runs", SubmitResponse, body=body, idempotent=False)
+
+    def status(self, run_id: str) -> RunStatus:
+        return self._call("GET", f"/runs/{run_id}", RunStatus)
+
+    def signed_run_bytes(self, run_id: str) -> bytes:
+        """The raw body, so the caller can apply its limits before parsing."""
+        return self._raw("GET", f"/runs/{run_id}/spec", limit=4 * MAX_SPEC_BYTES)
+
+    def signed_run(self, run_id: str) -> SignedRun:
+        return SignedRun.model_validate_json(self.signed_run_bytes(run_id))
+
+    def approve(self, run_id: str, approval: dict[str, Any]) -> ApprovalResponse:
+        body = ApprovalRequest(envelope=approval).model_dump()
+        return self._call("POST", f"/runs/{run_id}/approvals", ApprovalResponse, body=body)
+
+    def claim(self, run_id: str, claim_id: str) -> dict[str, Any]:
+        body = ClaimRequest(claim_id=claim_id).model_dump()
+        return self._call("POST", f"/runs/{run_id}/claim", ClaimResponse, body=body).receipt
+
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> RunStatus:
+        body = CancelRequest(reason=reason).model_dump()
+        return self._call("POST", f"/runs/{run_id}/cancel", RunStatus, body=body)
+
+    def audit(self) -> AuditLog:
+        return self._call("GET", "/audit", AuditLog)
+
+    # --- plumbing ----------------------------------------------------------------
+
+    def _call(self, method: str, path: str, model: type[M], **kw: Any) -> M:
+        data = self._raw(method, path, **kw)
+        try:
+            return model.model_validate_json(data)
+        except ValidationError:
+            raise ControlPlaneError(
+                f"{method} {path}: the answer is not a {model.__name__}"
+            ) from None
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        limit: int = 64 * MAX_SPEC_BYTES,
+        idempotent: bool = True,
+        body: Any = None,
+    ) -> bytes:
+        retry = DeadlineRetry(
+            total=10_000,
+            read=None if idempotent else 0,
+            backoff_factor=self._backoff,
+            backoff_max=2.0,
+            status_forcelist=(500, 502, 503, 504) if idempotent else (),
+            allowed_methods=None,
+            raise_on_status=False,
+        )
+        retry.deadline = time.monotonic() + self._retry_for
+        self._adapter.max_retries = retry
+        url = f"{self.url}{API_PREFIX}{path}"
+        try:
+            with self._session.request(
+                method, url, json=body, timeout=self._timeout, stream=True
+            ) as resp:
+                data = _read_limited(resp, limit, f"{method} {path}")
+        except requests.exceptions.SSLError:
+            raise ControlPlaneUnavailableError(f"TLS verification of {self.url} failed") from None
+        except requests.exceptions.RequestException as exc:
+            raise ControlPlaneUnavailableError(
+                f"control plane at {self.url} unreachable for {self._retry_for:.0f}s "
+                f"({type(exc).__name__})"
+            ) from None
+        if resp.status_code >= 400:
+            raise _refusal(resp.status_code, data, f"{method} {path}")
+        return data
+
+
+def _read_limited(resp: requests.Response, limit: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise SpecTooLargeError(f"{what}: answer is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refusal(status: int, body: bytes, what: str) -> JobRuntimeError:
+    code, message = f"http.{status}", f"HTTP {status}"
+    try:
+        err = json.loads(body)["error"]
+        code, message = str(err["code"]), str(err["message"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    text = f"{what}: {message} ({code})"
+    if status >= 500:
+        return ControlPlaneUnavailableError(text, status, code)
+    if code in _CLAIM_REFUSALS:
+        return _CLAIM_REFUSALS[code](message)
+    if status in (401, 403):
+        return AuthError(text, status, code)
+    if status == 404:
+        return NotFoundError(text, status, code)
+    return ControlPlaneError(text, status, code)

@@ -1,0 +1,360 @@
+"""The control-plane emulator: the ``/v1`` API as a FastAPI app over SQLite.
+
+It plays the real control plane for local work and tests: it signs specs with its
+own key, collects owner approvals, hands out one-time claims and keeps the audit
+log. Every route names the roles allowed to call it; everything else is 401/403.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from jobruntime.controlplane.api import (
+    API_PREFIX,
+    ApprovalRequest,
+    ApprovalResponse,
+    AuditLog,
+    CancelRequest,
+    ClaimRequest,
+    ClaimResponse,
+    ErrorBody,
+    Health,
+    Role,
+    RunState,
+    RunStatus,
+    SignedRun,
+    SubmitResponse,
+)
+from jobruntime.emulator.state import (
+    CONTROL_PLANE_KEY,
+    DATABASE,
+    TRUST_ROOT,
+    Principal,
+    load_tokens,
+    principals,
+    token_digest,
+)
+from jobruntime.emulator.store import Store
+from jobruntime.errors import JobRuntimeError
+from jobruntime.signing import approvals, envelope
+from jobruntime.signing.keys import SigningKey
+from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.spec.codec import canonical, sha256_digest
+from jobruntime.spec.models import (
+    ApprovalPolicy,
+    ClaimReceipt,
+    JobRunRequest,
+    JobRunSpec,
+    ValidityWindow,
+    utcnow,
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    body = ErrorBody.model_validate({"error": {"code": code, "message": message}})
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 422)
+}
+
+
+def create_app(state_dir: Path) -> FastAPI:
+    key = SigningKey.load(state_dir / CONTROL_PLANE_KEY)
+    trust_root = TrustRoot.load(state_dir / TRUST_ROOT)
+    tokens = principals(load_tokens(state_dir))
+    store = Store(state_dir / DATABASE, key)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(
+        title="Confidential Spark control plane",
+        version="1.0.0",
+        description="Job runs, owner approvals, one-time claims and the signed audit log.",
+        lifespan=lifespan,
+        responses=_ERRORS,
+    )
+    app.state.store = store
+    bearer = HTTPBearer(auto_error=False)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(JobRuntimeError)
+    async def _runtime_error(_: Request, exc: JobRuntimeError) -> JSONResponse:
+        return _error(400, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Field paths only: request bodies may hold values that must not be echoed.
+        where = "; ".join(
+            ".".join(str(p) for p in e.get("loc", ())) + f": {e.get('msg', '')}"
+            for e in exc.errors()[:3]
+        )
+        return _error(422, "request.invalid", f"request does not match the schema: {where}")
+
+    def deny(at: datetime, path: str, reason: str, who: str = "anonymous") -> None:
+        with store.tx() as db:
+            store.audit(db, at, "auth.denied", None, who, {"path": path, "reason": reason})
+
+    def allow(*roles: Role) -> Callable[..., Principal]:
+        def dependency(
+            request: Request,
+            creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+        ) -> Principal:
+            now, path = utcnow(), request.url.path
+            if creds is None:
+                deny(now, path, "missing token")
+                raise ApiError(401, "auth.missing", "a bearer token is required")
+            principal = tokens.get(token_digest(creds.credentials))
+            if principal is None:
+                deny(now, path, "unknown token")
+                raise ApiError(401, "auth.invalid", "the bearer token is not valid")
+            if principal.role not in roles:
+                deny(now, path, f"role {principal.role.value} not allowed", principal.name)
+                raise ApiError(
+                    403,
+                    "auth.forbidden",
+                    f"{principal.role.value} may not call {request.method} {path}",
+                )
+            return principal
+
+        return dependency
+
+    def load_run(run_id: str, who: Principal) -> sqlite3.Row:
+        row = store.run(run_id)
+        if row is None:
+            raise ApiError(404, "run.not_found", f"no run {run_id}")
+        spec = json.loads(row["spec"])
+        if who.role is Role.SUBMITTER and row["submitter"] != who.name:
+            raise ApiError(403, "auth.forbidden", f"{who.name} did not submit {run_id}")
+        if who.role is Role.OWNER and who.org not in spec["approval_policy"]["required_owners"]:
+            raise ApiError(403, "auth.forbidden", f"{who.name} is not an owner of {run_id}")
+        return row
+
+    def status_of(row: sqlite3.Row) -> RunStatus:
+        spec = JobRunSpec.model_validate_json(row["spec"])
+        counts: dict[str, int] = {o: 0 for o in spec.approval_policy.required_owners}
+        for a in store.approvals(row["run_id"]):
+            counts[a["owner"]] = counts.get(a["owner"], 0) + 1
+        return RunStatus(
+            run_id=row["run_id"],
+            job_id=spec.job_id,
+            state=RunState(row["state"]),
+            spec_digest=row["spec_digest"],
+            required_owners=spec.approval_policy.required_owners,
+            approved_by=counts,
+            created_at=row["created_at"],
+            claimed_at=row["claimed_at"],
+            cancelled_at=row["cancelled_at"],
+            cancel_reason=row["cancel_reason"],
+        )
+
+    Any_ = Depends(allow(*Role))
+    Submitter = Depends(allow(Role.SUBMITTER))
+    Reader = Depends(allow(Role.SUBMITTER, Role.OWNER, Role.OPERATOR, Role.VERIFIER))
+    Owner = Depends(allow(Role.OWNER))
+    Verifier = Depends(allow(Role.VERIFIER))
+    Canceller = Depends(allow(Role.SUBMITTER, Role.OPERATOR))
+    Operator = Depends(allow(Role.OPERATOR))
+
+    @app.get(f"{API_PREFIX}/health", tags=["meta"])
+    def health(who: Principal = Any_) -> Health:
+        return Health(status="ok", principal=who.name)
+
+    @app.post(f"{API_PREFIX}/runs", status_code=201, tags=["runs"])
+    def submit(req: JobRunRequest, who: Principal = Submitter) -> SubmitResponse:
+        """Turn a request into a spec, sign it, and wait for the owners' approvals."""
+        now = utcnow()
+        window = req.validity or ValidityWindow(
+            not_before=now, expires=now + timedelta(seconds=req.valid_for_seconds)
+        )
+        if window.expires <= now:
+            raise ApiError(400, "request.invalid", "the validity window has already ended")
+        owners = sorted({d.owner for d in (*req.inputs, *req.outputs)})
+        if req.approval_policy is None and not owners:
+            raise ApiError(400, "request.invalid", "a run must name at least one dataset owner")
+        body = req.model_dump(exclude={"validity", "valid_for_seconds", "approval_policy"})
+        spec = JobRunSpec.model_validate(
+            {
+                **body,
+                "run_id": f"run-{uuid.uuid4()}",
+                "nonce": secrets.token_hex(32),
+                "validity": window,
+                "approval_policy": req.approval_policy or ApprovalPolicy(required_owners=owners),
+            }
+        )
+        payload = canonical(spec)
+        digest = sha256_digest(payload)
+        signed = envelope.dumps(envelope.sign(payload, envelope.SPEC_TYPE, [key]))
+        with store.tx() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, submitter, spec, envelope, spec_digest, state,"
+                " created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.run_id,
+                    who.name,
+                    payload.decode(),
+                    signed,
+                    digest,
+                    RunState.PENDING_APPROVAL.value,
+                    now.isoformat(),
+                ),
+            )
+            store.audit(
+                db,
+                now,
+                "run.submitted",
+                spec.run_id,
+                who.name,
+                {"spec_digest": digest, "job_id": spec.job_id, "module_sha256": spec.module.sha256},
+            )
+        return SubmitResponse(
+            run_id=spec.run_id, spec_digest=digest, state=RunState.PENDING_APPROVAL
+        )
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"])
+    def status(run_id: str, who: Principal = Reader) -> RunStatus:
+        return status_of(load_run(run_id, who))
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}/spec", tags=["runs"])
+    def signed_spec(run_id: str, who: Principal = Reader) -> SignedRun:
+        """The signed spec and every accepted approval, for owners and verifiers to check."""
+        row = load_run(run_id, who)
+        return SignedRun(
+            envelope=json.loads(row["envelope"]),
+            approvals=[json.loads(a["envelope"]) for a in store.approvals(run_id)],
+        )
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}/approvals", tags=["approvals"])
+    def approve(run_id: str, req: ApprovalRequest, who: Principal = Owner) -> ApprovalResponse:
+        """Accept one owner's signature over the exact spec digest."""
+        now = utcnow()
+        row = load_run(run_id, who)
+        spec = JobRunSpec.model_validate_json(row["spec"])
+        try:
+            owner, keyids = approvals.check_approval(
+                req.envelope, spec, row["spec_digest"], trust_root, now
+            )
+        except JobRuntimeError as exc:
+            with store.tx() as db:
+                store.audit(db, now, "approval.rejected", run_id, who.name, {"reason": exc.code})
+            raise
+        if owner != who.org:
+            raise ApiError(403, "auth.forbidden", f"{who.name} may not approve for {owner}")
+        state = RunState(row["state"])
+        if state is RunState.CANCELLED or state is RunState.CLAIMED:
+            raise ApiError(409, f"run.{state.value}", f"{run_id} is {state.value}")
+        with store.tx() as db:
+            for keyid in sorted(keyids):
+                db.execute(
+                    "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)",
+                    (run_id, keyid, owner, json.dumps(req.envelope, sort_keys=True)),
+                )
+            store.audit(
+                db,
+                now,
+                "run.approved",
+                run_id,
+                who.name,
+                {"owner": owner, "keyids": sorted(keyids)},
+            )
+            rows = db.execute("SELECT envelope FROM approvals WHERE run_id = ?", (run_id,))
+            tally = approvals.tally(
+                [json.loads(r["envelope"]) for r in rows], spec, row["spec_digest"], trust_root, now
+            )
+            if all(t.met for t in tally.owners.values()):
+                state = RunState.APPROVED
+                store.set_state(db, run_id, state)
+                store.audit(db, now, "run.fully_approved", run_id, "control-plane", {})
+        return ApprovalResponse(run_id=run_id, owner=owner, keyid=sorted(keyids)[0], state=state)
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}/claim", tags=["runs"])
+    def claim(run_id: str, req: ClaimRequest, who: Principal = Verifier) -> ClaimResponse:
+        """Hand the run to exactly one verifier; the same claim id may ask again."""
+        now = utcnow()
+        row = load_run(run_id, who)
+        state = RunState(row["state"])
+        if state is RunState.CLAIMED and row["claim_id"] == req.claim_id:
+            return ClaimResponse(receipt=json.loads(row["claim_receipt"]))
+        refusal = {
+            RunState.CLAIMED: (409, "claim.replayed", f"{run_id} was already claimed"),
+            RunState.CANCELLED: (409, "claim.cancelled", f"{run_id} is cancelled"),
+            RunState.PENDING_APPROVAL: (
+                409,
+                "claim.not_approved",
+                f"{run_id} is still waiting for approvals",
+            ),
+        }.get(state)
+        if refusal is not None:
+            with store.tx() as db:
+                store.audit(db, now, "claim.denied", run_id, who.name, {"reason": refusal[1]})
+            raise ApiError(*refusal)
+        receipt = ClaimReceipt(
+            run_id=run_id, spec_digest=row["spec_digest"], claim_id=req.claim_id, claimed_at=now
+        )
+        signed = envelope.to_json(envelope.sign(canonical(receipt), envelope.CLAIM_TYPE, [key]))
+        with store.tx() as db:
+            cur = db.execute(
+                "UPDATE runs SET state = ?, claim_id = ?, claimed_at = ?, claim_receipt = ?"
+                " WHERE run_id = ? AND state = ?",
+                (
+                    RunState.CLAIMED.value,
+                    req.claim_id,
+                    now.isoformat(),
+                    json.dumps(signed),
+                    run_id,
+                    RunState.APPROVED.value,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise ApiError(409, "claim.replayed", f"{run_id} was claimed concurrently")
+            store.audit(db, now, "run.claimed", run_id, who.name, {"claim_id": req.claim_id})
+        return ClaimResponse(receipt=signed)
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}/cancel", tags=["runs"])
+    def cancel(run_id: str, req: CancelRequest, who: Principal = Canceller) -> RunStatus:
+        now = utcnow()
+        row = load_run(run_id, who)
+        if RunState(row["state"]) is not RunState.CANCELLED:
+            with store.tx() as db:
+                store.set_state(
+                    db,
+                    run_id,
+                    RunState.CANCELLED,
+                    cancelled_at=now.isoformat(),
+                    cancel_reason=req.reason,
+                )
+                store.audit(db, now, "run.cancelled", run_id, who.name, {"reason": req.reason})
+        return status_of(load_run(run_id, who))
+
+    @app.get(f"{API_PREFIX}/audit", tags=["audit"])
+    def audit_log(who: Principal = Operator) -> AuditLog:
+        return AuditLog(entries=store.audit_entries())
+
+    return app

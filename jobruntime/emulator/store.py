@@ -1,0 +1,115 @@
+"""SQLite persistence for the emulator, so a restart loses nothing.
+
+One connection, one lock: the emulator is a development server and its
+transactions are tiny. State changes and their audit entries commit together.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jobruntime.controlplane import audit
+from jobruntime.controlplane.api import AuditEntry, RunState
+from jobruntime.signing.keys import SigningKey
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    submitter TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    spec_digest TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    claim_id TEXT,
+    claimed_at TEXT,
+    claim_receipt TEXT,
+    cancelled_at TEXT,
+    cancel_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id TEXT NOT NULL,
+    keyid TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    PRIMARY KEY (run_id, keyid)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    entry TEXT NOT NULL
+);
+"""
+
+
+class Store:
+    def __init__(self, path: Path, signing_key: SigningKey) -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._key = signing_key
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def read(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    def run(self, run_id: str) -> sqlite3.Row | None:
+        rows = self.read("SELECT * FROM runs WHERE run_id = ?", run_id)
+        return rows[0] if rows else None
+
+    def approvals(self, run_id: str) -> list[sqlite3.Row]:
+        return self.read("SELECT * FROM approvals WHERE run_id = ? ORDER BY owner, keyid", run_id)
+
+    def audit(
+        self,
+        db: sqlite3.Connection,
+        at: datetime,
+        event: str,
+        run_id: str | None,
+        actor: str,
+        details: dict[str, Any],
+    ) -> AuditEntry:
+        """Append one sealed entry inside the caller's transaction."""
+        last = db.execute("SELECT entry FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = 1, audit.GENESIS
+        if last is not None:
+            head = json.loads(last["entry"])
+            seq, prev = head["seq"] + 1, head["hash"]
+        entry = audit.seal(audit.body(seq, at, event, run_id, actor, details, prev), self._key)
+        db.execute("INSERT INTO audit (seq, entry) VALUES (?, ?)", (seq, entry.model_dump_json()))
+        return entry
+
+    def audit_entries(self, run_id: str | None = None) -> list[AuditEntry]:
+        rows = self.read("SELECT entry FROM audit ORDER BY seq")
+        entries = [AuditEntry.model_validate_json(r["entry"]) for r in rows]
+        return [e for e in entries if run_id is None or e.run_id == run_id]
+
+    def set_state(self, db: sqlite3.Connection, run_id: str, state: RunState, **cols: Any) -> None:
+        sets = ", ".join(["state = ?", *(f"{c} = ?" for c in cols)])
+        db.execute(
+            f"UPDATE runs SET {sets} WHERE run_id = ?",  # noqa: S608 - column names are ours
+            (state.value, *cols.values(), run_id),
+        )

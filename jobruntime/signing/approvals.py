@@ -1,0 +1,100 @@
+"""Data-owner approvals: one owner's signature over one exact spec digest.
+
+Shared by the control plane (which accepts approvals as they arrive) and the
+verifier (which recounts them against its pinned trust root). Thresholds count
+distinct keys, so an owner who approves twice with one key counts once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jobruntime.errors import ApprovalError, ApprovalThresholdError, JobRuntimeError
+from jobruntime.signing import envelope
+from jobruntime.signing.keys import SigningKey
+from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.spec.codec import canonical, parse_model
+from jobruntime.spec.models import Approval, JobRunSpec
+
+
+@dataclass
+class OwnerTally:
+    owner: str
+    needed: int
+    keyids: set[str] = field(default_factory=set)
+
+    @property
+    def met(self) -> bool:
+        return len(self.keyids) >= self.needed
+
+
+@dataclass
+class Tally:
+    owners: dict[str, OwnerTally]
+    rejected: list[str] = field(default_factory=list)
+
+    def require_threshold(self) -> None:
+        """Raise naming every owner still short of its threshold."""
+        short = [t for t in self.owners.values() if not t.met]
+        if not short:
+            return
+        parts = [
+            f"{t.owner} has {len(t.keyids)} of {t.needed} distinct approving keys" for t in short
+        ]
+        if self.rejected:
+            parts.append(f"rejected approvals: {', '.join(sorted(set(self.rejected)))}")
+        raise ApprovalThresholdError("; ".join(parts))
+
+
+def sign_approval(
+    spec: JobRunSpec, spec_digest: str, owner: str, key: SigningKey, now: datetime
+) -> dict[str, Any]:
+    approval = Approval(run_id=spec.run_id, spec_digest=spec_digest, owner=owner, approved_at=now)
+    return envelope.to_json(envelope.sign(canonical(approval), envelope.APPROVAL_TYPE, [key]))
+
+
+def check_approval(
+    obj: Any, spec: JobRunSpec, spec_digest: str, trust_root: TrustRoot, now: datetime
+) -> tuple[str, frozenset[str]]:
+    """Return (owner, distinct valid key ids) of one approval, or raise why not."""
+    env = envelope.from_json(obj, envelope.APPROVAL_TYPE, "approval")
+    approval = parse_model(Approval, env.payload, "approval")
+    if approval.run_id != spec.run_id or approval.spec_digest != spec_digest:
+        raise ApprovalError(f"approval by {approval.owner} is for another spec or run")
+    if approval.owner not in spec.approval_policy.required_owners:
+        raise ApprovalError(f"{approval.owner} is not an owner this run needs")
+    role = trust_root.owners.get(approval.owner)
+    if role is None:
+        raise ApprovalError(f"owner {approval.owner} has no keys in the trust root")
+    return approval.owner, envelope.verify(env, trust_root, role, f"owner {approval.owner}", now)
+
+
+def needed(spec: JobRunSpec, trust_root: TrustRoot, owner: str) -> int:
+    role = trust_root.owners.get(owner)
+    return max(spec.approval_policy.threshold, role.threshold if role else 1)
+
+
+def tally(
+    approvals: Iterable[Any],
+    spec: JobRunSpec,
+    spec_digest: str,
+    trust_root: TrustRoot,
+    now: datetime,
+) -> Tally:
+    result = Tally(
+        {
+            o: OwnerTally(o, needed(spec, trust_root, o))
+            for o in spec.approval_policy.required_owners
+        }
+    )
+    for obj in approvals:
+        try:
+            owner, keyids = check_approval(obj, spec, spec_digest, trust_root, now)
+        except JobRuntimeError as exc:
+            result.rejected.append(exc.code)
+            continue
+        result.owners[owner].keyids |= keyids
+    return result

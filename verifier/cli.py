@@ -1,0 +1,122 @@
+"""``job-verifier``: flags or environment in, a bundle or a one-line refusal out.
+
+Exit codes are the error classes' ``exit_code`` (see docs/verifier.md): 0 verified,
+2 configuration, 10-18 one per numbered check, 20 control plane, 21 bundle write,
+70 unexpected. The reason goes to the termination-message path, where Kubernetes
+shows it as the container's termination message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from jobruntime.errors import ConfigError, JobRuntimeError
+from verifier.run import VerifierConfig, verify_run
+
+TERMINATION_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
+
+_FLAGS: list[tuple[str, str, str, str | None]] = [
+    # flag, environment variable, help, default
+    ("--run-id", "JOB_RUN_ID", "the run this pod was started for", None),
+    ("--control-plane-url", "JOB_CONTROL_PLANE_URL", "base URL of the control plane", None),
+    ("--token-file", "JOB_VERIFIER_TOKEN_FILE", "file holding the verifier's bearer token", None),
+    ("--ca-bundle", "JOB_CA_BUNDLE", "CA bundle for the control plane's TLS certificate", None),
+    ("--trust-root", "JOB_TRUST_ROOT", "pinned trust root", "/etc/jobruntime/trust-root.json"),
+    ("--module", "JOB_MODULE_PATH", "the job module file in this image", None),
+    ("--image-digest", "JOB_IMAGE_DIGEST", "digest of the image this pod runs", None),
+    ("--output-dir", "JOB_BUNDLE_DIR", "memory-backed directory for the bundle", "/run/jobruntime"),
+    (
+        "--termination-log",
+        "JOB_TERMINATION_LOG",
+        "where the one-line reason goes",
+        "/dev/termination-log",
+    ),
+    ("--clock-skew", "JOB_CLOCK_SKEW", "allowed clock skew in seconds (0-300)", "60"),
+    (
+        "--deadline",
+        "JOB_CONTROL_PLANE_DEADLINE",
+        "seconds to keep retrying the control plane",
+        "60",
+    ),
+]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="job-verifier",
+        description="Verify a signed job run before anything touches data. Every flag can "
+        "also come from the environment variable named in its help.",
+    )
+    for flag, env, text, default in _FLAGS:
+        p.add_argument(flag, default=os.environ.get(env, default), help=f"{text} [${env}]")
+    return p
+
+
+def config_from(args: argparse.Namespace) -> VerifierConfig:
+    missing = [
+        f
+        for f, _, _, _ in _FLAGS
+        if getattr(args, f[2:].replace("-", "_")) is None
+        and f != "--ca-bundle"
+        and f != "--token-file"
+    ]
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)} (flag or environment)")
+    token = os.environ.get("JOB_VERIFIER_TOKEN")
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError("no bearer token: set --token-file or $JOB_VERIFIER_TOKEN")
+    try:
+        skew, deadline = float(args.clock_skew), float(args.deadline)
+    except ValueError:
+        raise ConfigError("--clock-skew and --deadline take seconds") from None
+    return VerifierConfig(
+        run_id=args.run_id,
+        control_plane_url=args.control_plane_url,
+        token=token,
+        trust_root=Path(args.trust_root),
+        module_path=Path(args.module),
+        image_digest=args.image_digest,
+        output_dir=Path(args.output_dir),
+        termination_log=Path(args.termination_log),
+        ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+        clock_skew=timedelta(seconds=skew),
+        deadline=deadline,
+    )
+
+
+def write_termination(path: Path, line: str) -> None:
+    # Outside Kubernetes the path may not exist; stderr still has the line.
+    with contextlib.suppress(OSError):
+        path.write_bytes(line.encode()[:TERMINATION_LIMIT])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    termination = Path(args.termination_log)
+    try:
+        config = config_from(args)
+        path = verify_run(config)
+    except JobRuntimeError as exc:
+        write_termination(termination, exc.one_line())
+        print(f"job-verifier: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # an unexpected failure: say what kind, never what data
+        line = f"internal: unexpected {type(exc).__name__}"
+        write_termination(termination, line)
+        print(f"job-verifier: {line}", file=sys.stderr)
+        if os.environ.get("JOB_VERIFIER_DEBUG"):
+            raise
+        return 70
+    print(f"job-verifier: verified {config.run_id}; bundle at {path}")
+    return 0
