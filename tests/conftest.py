@@ -1,0 +1,104 @@
+"""Shared fixtures: one real emulator per test session, and a factory for runs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobruntime.signing.approvals import sign_approval
+from jobruntime.signing.keys import SigningKey
+from jobruntime.spec.checks import decode
+from jobruntime.spec.models import JobRunRequest, utcnow
+from tests.emulator_proc import EmulatorProcess
+from verifier.run import VerifierConfig
+
+IMAGE = "sha256:" + "ab" * 32
+MODULE_SOURCE = b"def run(ctx):\n    return None\n"
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    emu = EmulatorProcess(tmp_path_factory.mktemp("emulator")).start()
+    yield emu
+    emu.stop()
+
+
+@dataclass
+class Runs:
+    """Builds requests, submits them, approves them: the happy path, reusable."""
+
+    emu: EmulatorProcess
+    tmp: Path
+
+    @property
+    def module(self) -> Path:
+        path = self.tmp / "jobs" / "sample.py"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(MODULE_SOURCE)
+        return path
+
+    def request(self, **overrides: Any) -> JobRunRequest:
+        body: dict[str, Any] = {
+            "job_id": "overlap",
+            "workspace": "demo",
+            "module": {"import_name": "jobs.sample",
+                       "sha256": hashlib.sha256(self.module.read_bytes()).hexdigest()},
+            "image_digest": IMAGE,
+            "parameters": {"k": 10, "label": "x"},
+            "inputs": [
+                {"name": "customers_a", "uri": "file:///data/a", "key_id": "org-a/customers",
+                 "owner": "org-a"},
+                {"name": "customers_b", "uri": "file:///data/b", "key_id": "org-b/customers",
+                 "owner": "org-b"},
+            ],
+            "outputs": [{"name": "overlap", "uri": "file:///data/o", "key_id": "org-a/overlap",
+                         "owner": "org-a"}],
+        }
+        body.update(overrides)
+        return JobRunRequest.model_validate(body)
+
+    def submit(self, **overrides: Any) -> str:
+        with self.emu.client("submitter") as c:
+            return c.submit(self.request(**overrides)).run_id
+
+    def approval(self, run_id: str, owner: str, key: SigningKey | None = None) -> dict[str, Any]:
+        key = key or SigningKey.load(self.emu.owner_key(owner))
+        with self.emu.client("submitter") as c:
+            subject = decode(c.signed_run_bytes(run_id), utcnow())
+        return sign_approval(subject.spec, subject.spec_digest, owner, key, utcnow())
+
+    def approve(self, run_id: str, *owners: str) -> None:
+        for owner in owners or ("org-a", "org-b"):
+            with self.emu.client(f"owner:{owner}") as c:
+                c.approve(run_id, self.approval(run_id, owner))
+
+    def approved(self, **overrides: Any) -> str:
+        run_id = self.submit(**overrides)
+        self.approve(run_id)
+        return run_id
+
+    def config(self, run_id: str, **overrides: Any) -> VerifierConfig:
+        values: dict[str, Any] = {
+            "run_id": run_id,
+            "control_plane_url": self.emu.url,
+            "token": self.emu.token("verifier"),
+            "trust_root": self.emu.trust_root,
+            "module_path": self.module,
+            "image_digest": IMAGE,
+            "output_dir": self.tmp / "bundle",
+            "termination_log": self.tmp / "termination-log",
+            "deadline": 3.0,
+        }
+        values.update(overrides)
+        return VerifierConfig(**values)
+
+
+@pytest.fixture
+def runs(emulator: EmulatorProcess, tmp_path: Path) -> Runs:
+    return Runs(emulator, tmp_path)

@@ -1,0 +1,72 @@
+"""A real control-plane emulator in a subprocess, on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.emulator.state import URL_FILE, load_tokens
+
+
+class EmulatorProcess:
+    def __init__(self, state: Path, owners: tuple[str, ...] = ("org-a", "org-b")) -> None:
+        self.state = state
+        self.owners = owners
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.url = ""
+
+    @property
+    def trust_root(self) -> Path:
+        return self.state / "trust-root.json"
+
+    def owner_key(self, owner: str) -> Path:
+        return self.state / "owners" / f"{owner}.key"
+
+    def token(self, principal: str) -> str:
+        return load_tokens(self.state).token(principal)
+
+    def client(self, principal: str, **kw: float) -> ControlPlaneClient:
+        kw.setdefault("retry_for", 5.0)
+        return ControlPlaneClient(self.url, self.token(principal), **kw)  # type: ignore[arg-type]
+
+    def start(self) -> EmulatorProcess:
+        (self.state / URL_FILE).unlink(missing_ok=True)
+        owners = [a for o in self.owners for a in ("--owner", o)]
+        cmd = [sys.executable, "-m", "jobruntime", "emulator", "serve", "--state",
+               str(self.state), "--port", str(self.port), *owners]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 30
+        while not (self.state / URL_FILE).exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"emulator did not start: {err[-2000:]}")
+            time.sleep(0.05)
+        self.url = (self.state / URL_FILE).read_text().strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        with self.client("operator") as c:
+            c.health()
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def tokens_json(self) -> dict[str, object]:
+        return dict(json.loads((self.state / "tokens.json").read_text()))
