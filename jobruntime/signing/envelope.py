@@ -21,6 +21,7 @@ from jobruntime.errors import (
     EnvelopeError,
     KeyExpiredError,
     KeyRevokedError,
+    SpecTooLargeError,
     SignatureError,
     UnknownKeyError,
 )
@@ -63,8 +64,10 @@ def from_json(obj: Any, payload_type: str, what: str) -> Envelope:
     sigs = obj["signatures"]
     if not isinstance(sigs, list) or not sigs:
         raise EnvelopeError(f"{what} carries no signatures")
-    if not isinstance(obj["payload"], str) or len(obj["payload"]) > MAX_SPEC_BYTES * 4 // 3 + 4:
-        raise EnvelopeError(f"{what} payload is not a bounded base64 string")
+    if not isinstance(obj["payload"], str):
+        raise EnvelopeError(f"{what} payload is not a base64 string")
+    if len(obj["payload"]) > MAX_SPEC_BYTES * 4 // 3 + 4:
+        raise SpecTooLargeError(f"{what} payload is over the {MAX_SPEC_BYTES}-byte limit")
     try:
         copied = {**obj, "signatures": [dict(s) for s in sigs]}
         return Envelope.from_dict(copied)
@@ -90,8 +93,13 @@ def verify(
     role: Role,
     role_name: str,
     now: datetime,
+    threshold: int | None = None,
 ) -> frozenset[str]:
-    """Return the distinct key ids that validly signed; raise if under threshold."""
+    """Return the distinct key ids that validly signed; raise if under threshold.
+
+    ``threshold`` overrides the role's, for callers that count across envelopes.
+    """
+    needed = role.threshold if threshold is None else threshold
     valid: set[str] = set()
     failures: list[SignatureError] = []
     pae = env.pae()
@@ -108,14 +116,14 @@ def verify(
             valid.add(sig.keyid)
         else:
             failures.append(failure)
-    if len(valid) >= role.threshold:
+    if len(valid) >= needed:
         return frozenset(valid)
     for kind in _PRIORITY:
         for failure in failures:
             if type(failure) is kind:
                 raise failure
     raise SignatureError(
-        f"{role_name}: {len(valid)} of {role.threshold} required distinct keys signed"
+        f"{role_name}: {len(valid)} of {needed} required distinct keys signed"
     )
 
 
