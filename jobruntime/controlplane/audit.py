@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from securesystemslib.exceptions import VerificationError
+from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Signature
 
 from jobruntime.controlplane.api import AuditEntry
@@ -96,7 +96,7 @@ def verify_chain(entries: Sequence[AuditEntry], trust_root: TrustRoot) -> str:
             )
         try:
             key.sslib.verify_signature(Signature(entry.keyid, entry.sig), data)
-        except VerificationError:
+        except UnverifiedSignatureError:
             raise AuditChainError(f"entry {entry.seq} has a bad signature") from None
         prev = entry.hash
     return prev

@@ -14,15 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from securesystemslib.dsse import Envelope
-from securesystemslib.exceptions import VerificationError
+from securesystemslib.exceptions import UnverifiedSignatureError
 
 from jobruntime.errors import (
     BadSignatureError,
     EnvelopeError,
     KeyExpiredError,
     KeyRevokedError,
-    SpecTooLargeError,
     SignatureError,
+    SpecTooLargeError,
     UnknownKeyError,
 )
 from jobruntime.signing.keys import SigningKey
@@ -108,7 +108,7 @@ def verify(
         if failure is None:
             try:
                 trust_root.by_id[sig.keyid].sslib.verify_signature(sig, pae)
-            except VerificationError:
+            except UnverifiedSignatureError:
                 failure = BadSignatureError(
                     f"signature by {role_name} key {sig.keyid[:16]}… does not match the payload"
                 )
