@@ -42,6 +42,8 @@ class ConfigError(JobRuntimeError):
 
 
 class KeyFileError(ConfigError):
+    """A key file is missing, unreadable or of an unsupported type."""
+
     code = "keys.invalid"
 
 
@@ -55,23 +57,33 @@ class TrustRootError(ConfigError):
 
 
 class SpecError(JobRuntimeError):
+    """Step 1: the signed spec could not be decoded."""
+
     code = "spec.invalid"
     exit_code = 10
 
 
 class SpecTooLargeError(SpecError):
+    """The spec or its envelope is over the size limit (checked before parsing)."""
+
     code = "spec.too_large"
 
 
 class SpecTooDeepError(SpecError):
+    """The JSON nests deeper than the limit (checked before parsing)."""
+
     code = "spec.too_deep"
 
 
 class SpecSchemaError(SpecError):
+    """Not JSON, or not the strict schema (unknown fields are refused)."""
+
     code = "spec.schema"
 
 
 class EnvelopeError(SpecError):
+    """Not a DSSE envelope of the expected payload type."""
+
     code = "envelope.malformed"
 
 
@@ -79,23 +91,33 @@ class EnvelopeError(SpecError):
 
 
 class SignatureError(JobRuntimeError):
-    code = "signature.invalid"
+    """Too few distinct, valid, trusted keys signed."""
+
+    code = "signature.threshold"
     exit_code = 11
 
 
 class UnknownKeyError(SignatureError):
+    """Signed by a key the trust root does not give this role."""
+
     code = "signature.unknown_key"
 
 
 class KeyExpiredError(SignatureError):
+    """Signed by a key outside its validity period."""
+
     code = "signature.key_expired"
 
 
 class KeyRevokedError(SignatureError):
+    """Signed by a revoked key."""
+
     code = "signature.key_revoked"
 
 
 class BadSignatureError(SignatureError):
+    """A signature does not match the payload (the payload was altered)."""
+
     code = "signature.invalid"
 
 
@@ -103,11 +125,15 @@ class BadSignatureError(SignatureError):
 
 
 class ApprovalError(JobRuntimeError):
+    """An approval is for another spec or run, or by an owner the run does not need."""
+
     code = "approval.invalid"
     exit_code = 12
 
 
 class ApprovalThresholdError(ApprovalError):
+    """An owner has too few distinct valid approving keys."""
+
     code = "approval.threshold"
 
 
@@ -115,15 +141,21 @@ class ApprovalThresholdError(ApprovalError):
 
 
 class ValidityError(JobRuntimeError):
+    """Step 4: outside the spec's validity window."""
+
     code = "validity.invalid"
     exit_code = 13
 
 
 class SpecExpiredError(ValidityError):
+    """The spec's expiry, plus the allowed skew, has passed."""
+
     code = "validity.expired"
 
 
 class SpecNotYetValidError(ValidityError):
+    """The spec's not-before, minus the allowed skew, is still ahead."""
+
     code = "validity.not_yet_valid"
 
 
@@ -131,6 +163,8 @@ class SpecNotYetValidError(ValidityError):
 
 
 class RunIdMismatchError(JobRuntimeError):
+    """The signed spec is for another run than the pod's (substitution)."""
+
     code = "run.mismatch"
     exit_code = 14
 
@@ -139,15 +173,21 @@ class RunIdMismatchError(JobRuntimeError):
 
 
 class ClaimError(JobRuntimeError):
+    """The control plane refused the claim, or its receipt is not genuine."""
+
     code = "claim.refused"
     exit_code = 15
 
 
 class ClaimReplayedError(ClaimError):
+    """The run was already claimed by another verifier."""
+
     code = "claim.replayed"
 
 
 class RunCancelledError(ClaimError):
+    """The run was cancelled."""
+
     code = "claim.cancelled"
 
 
@@ -155,11 +195,15 @@ class RunCancelledError(ClaimError):
 
 
 class ModuleDigestError(JobRuntimeError):
+    """The job module file differs from the one the spec pins."""
+
     code = "digest.module"
     exit_code = 16
 
 
 class ImageDigestError(JobRuntimeError):
+    """The image differs from the one the spec pins."""
+
     code = "digest.image"
     exit_code = 17
 
@@ -168,6 +212,8 @@ class ImageDigestError(JobRuntimeError):
 
 
 class AttestationError(JobRuntimeError):
+    """Attestation evidence is missing, forged or outside policy."""
+
     code = "attestation.invalid"
     exit_code = 18
 
@@ -188,14 +234,20 @@ class ControlPlaneError(JobRuntimeError):
 
 
 class ControlPlaneUnavailableError(ControlPlaneError):
+    """The control plane could not be reached before the deadline, or kept failing."""
+
     code = "controlplane.unavailable"
 
 
 class AuthError(ControlPlaneError):
+    """The control plane refused the token (401) or the role (403)."""
+
     code = "controlplane.auth"
 
 
 class NotFoundError(ControlPlaneError):
+    """The control plane knows no such run."""
+
     code = "controlplane.not_found"
 
 
@@ -203,6 +255,8 @@ class NotFoundError(ControlPlaneError):
 
 
 class BundleWriteError(JobRuntimeError):
+    """The verified bundle could not be written."""
+
     code = "bundle.write"
     exit_code = 21
 
@@ -211,6 +265,8 @@ class BundleWriteError(JobRuntimeError):
 
 
 class AuditChainError(JobRuntimeError):
+    """The audit log is altered, reordered, truncated inside, or not signed by the control plane."""
+
     code = "audit.chain"
     exit_code = 30
 

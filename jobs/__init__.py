@@ -1,0 +1,1 @@
+"""Job modules written by data scientists: each defines ``run(ctx)``."""
