@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import IMAGE, Runs  # noqa: E402
-from tests.emulator_proc import EmulatorProcess  # noqa: E402
-from verifier.run import verify_run  # noqa: E402
+from tests.conftest import IMAGE, Runs
+from tests.emulator_proc import EmulatorProcess
+from verifier.run import verify_run
 
 
 def timed(cmd: list[str]) -> float:
@@ -34,8 +34,10 @@ def timed(cmd: list[str]) -> float:
 
 def summary(samples: list[float]) -> str:
     q = statistics.quantiles(samples, n=10)
-    return (f"median {statistics.median(samples) * 1000:7.1f} ms  p90 {q[-1] * 1000:7.1f} ms"
-            f"  min {min(samples) * 1000:7.1f} ms")
+    return (
+        f"median {statistics.median(samples) * 1000:7.1f} ms  p90 {q[-1] * 1000:7.1f} ms"
+        f"  min {min(samples) * 1000:7.1f} ms"
+    )
 
 
 def main() -> int:
@@ -53,13 +55,31 @@ def main() -> int:
             process = []
             for i in range(n):
                 run_id = runs.approved()
-                process.append(timed([
-                    sys.executable, "-m", "verifier", "--run-id", run_id,
-                    "--control-plane-url", emu.url, "--token-file", str(token),
-                    "--trust-root", str(emu.trust_root), "--module", str(runs.module),
-                    "--image-digest", IMAGE, "--output-dir", str(tmp / f"out{i}"),
-                    "--termination-log", str(tmp / "t"),
-                ]))
+                process.append(
+                    timed(
+                        [
+                            sys.executable,
+                            "-m",
+                            "verifier",
+                            "--run-id",
+                            run_id,
+                            "--control-plane-url",
+                            emu.url,
+                            "--token-file",
+                            str(token),
+                            "--trust-root",
+                            str(emu.trust_root),
+                            "--module",
+                            str(runs.module),
+                            "--image-digest",
+                            IMAGE,
+                            "--output-dir",
+                            str(tmp / f"out{i}"),
+                            "--termination-log",
+                            str(tmp / "t"),
+                        ]
+                    )
+                )
             inproc = []
             for i in range(n):
                 run_id = runs.approved()
@@ -72,8 +92,10 @@ def main() -> int:
     print(f"job-verifier, process start to bundle ({n} runs): {summary(process)}")
     print(f"baseline python -c pass:                       {summary(python)}")
     print(f"verify_run in-process (the checks + 2 HTTP):   {summary(inproc)}")
-    print(f"ratio verifier / bare interpreter: {med / statistics.median(python):.1f}x; "
-          f"import and start-up share: {1 - statistics.median(inproc) / med:.0%}")
+    print(
+        f"ratio verifier / bare interpreter: {med / statistics.median(python):.1f}x; "
+        f"import and start-up share: {1 - statistics.median(inproc) / med:.0%}"
+    )
     print(f"target < 1000 ms: {'met' if med < 1.0 else 'MISSED'} ({med * 1000:.0f} ms median)")
     return 0
 

@@ -39,8 +39,12 @@ def step(title: str) -> Iterator[None]:
 
 def cli(*args: str, expect: int = 0) -> str:
     """Run a console script from this venv and show what it printed."""
-    proc = subprocess.run([str(Path(sys.executable).parent / args[0]), *args[1:]],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = (proc.stdout + proc.stderr).strip()
     console.print(f"[dim]$ {' '.join(args)}[/dim]  [exit {proc.returncode}]")
     if out:
@@ -56,29 +60,62 @@ def verifier(run_id: str, module: Path, out: Path, expect: int = 0) -> str:
     tokens = json.loads((STATE / "tokens.json").read_text())["principals"]
     token.write_text(next(p["token"] for p in tokens if p["name"] == "verifier"))
     token.chmod(0o600)
-    return cli("job-verifier", "--run-id", run_id, "--control-plane-url", url,
-               "--token-file", str(token), "--trust-root", str(STATE / "trust-root.json"),
-               "--module", str(module), "--image-digest", IMAGE, "--output-dir", str(out),
-               "--termination-log", str(WORK / "termination-log"), "--deadline", "5",
-               expect=expect)
+    return cli(
+        "job-verifier",
+        "--run-id",
+        run_id,
+        "--control-plane-url",
+        url,
+        "--token-file",
+        str(token),
+        "--trust-root",
+        str(STATE / "trust-root.json"),
+        "--module",
+        str(module),
+        "--image-digest",
+        IMAGE,
+        "--output-dir",
+        str(out),
+        "--termination-log",
+        str(WORK / "termination-log"),
+        "--deadline",
+        "5",
+        expect=expect,
+    )
 
 
 def request(module: Path) -> Path:
     body = {
         "job_id": "overlap",
         "workspace": "demo",
-        "module": {"import_name": "jobs.overlap",
-                   "sha256": hashlib.sha256(module.read_bytes()).hexdigest()},
+        "module": {
+            "import_name": "jobs.overlap",
+            "sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
+        },
         "image_digest": IMAGE,
         "parameters": {"k": 10},
         "inputs": [
-            {"name": "customers_a", "uri": f"file://{WORK}/data/customers_a",
-             "key_id": "org-a/customers", "owner": "org-a"},
-            {"name": "customers_b", "uri": f"file://{WORK}/data/customers_b",
-             "key_id": "org-b/customers", "owner": "org-b"},
+            {
+                "name": "customers_a",
+                "uri": f"file://{WORK}/data/customers_a",
+                "key_id": "org-a/customers",
+                "owner": "org-a",
+            },
+            {
+                "name": "customers_b",
+                "uri": f"file://{WORK}/data/customers_b",
+                "key_id": "org-b/customers",
+                "owner": "org-b",
+            },
         ],
-        "outputs": [{"name": "overlap", "uri": f"file://{WORK}/data/overlap",
-                     "key_id": "org-a/overlap", "owner": "org-a"}],
+        "outputs": [
+            {
+                "name": "overlap",
+                "uri": f"file://{WORK}/data/overlap",
+                "key_id": "org-a/overlap",
+                "owner": "org-a",
+            }
+        ],
     }
     path = WORK / "request.json"
     path.write_text(json.dumps(body, indent=2))
@@ -89,8 +126,17 @@ def submit_and_approve(module: Path) -> str:
     out = cli("jobruntime", "runs", "submit", str(request(module)), "--emulator-state", str(STATE))
     run_id = out.split()[1]
     for owner in ("org-a", "org-b"):
-        cli("jobruntime", "approve", run_id, "--owner", owner,
-            "--key", str(STATE / "owners" / f"{owner}.key"), "--emulator-state", str(STATE))
+        cli(
+            "jobruntime",
+            "approve",
+            run_id,
+            "--owner",
+            owner,
+            "--key",
+            str(STATE / "owners" / f"{owner}.key"),
+            "--emulator-state",
+            str(STATE),
+        )
     return run_id
 
 
@@ -102,8 +148,20 @@ def main() -> int:
     try:
         with step("Start the control-plane emulator (FastAPI + SQLite) on 127.0.0.1"):
             emulator = subprocess.Popen(
-                [sys.executable, "-m", "jobruntime", "emulator", "serve", "--state", str(STATE),
-                 "--port", "0"], stdout=subprocess.PIPE, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "jobruntime",
+                    "emulator",
+                    "serve",
+                    "--state",
+                    str(STATE),
+                    "--port",
+                    "0",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert emulator.stdout is not None
             console.print(emulator.stdout.readline().strip())
             console.print(emulator.stdout.readline().strip())
@@ -128,8 +186,15 @@ def main() -> int:
             console.print(f"nothing written: {not (WORK / 'bundle-edited').exists()}")
 
         with step("Audit log: every event hash-chained and signed"):
-            cli("jobruntime", "audit", "verify", "--trust-root", str(STATE / "trust-root.json"),
-                "--emulator-state", str(STATE))
+            cli(
+                "jobruntime",
+                "audit",
+                "verify",
+                "--trust-root",
+                str(STATE / "trust-root.json"),
+                "--emulator-state",
+                str(STATE),
+            )
     finally:
         if emulator is not None:
             emulator.terminate()

@@ -47,18 +47,34 @@ class Runs:
         body: dict[str, Any] = {
             "job_id": "overlap",
             "workspace": "demo",
-            "module": {"import_name": "jobs.sample",
-                       "sha256": hashlib.sha256(self.module.read_bytes()).hexdigest()},
+            "module": {
+                "import_name": "jobs.sample",
+                "sha256": hashlib.sha256(self.module.read_bytes()).hexdigest(),
+            },
             "image_digest": IMAGE,
             "parameters": {"k": 10, "label": "x"},
             "inputs": [
-                {"name": "customers_a", "uri": "file:///data/a", "key_id": "org-a/customers",
-                 "owner": "org-a"},
-                {"name": "customers_b", "uri": "file:///data/b", "key_id": "org-b/customers",
-                 "owner": "org-b"},
+                {
+                    "name": "customers_a",
+                    "uri": "file:///data/a",
+                    "key_id": "org-a/customers",
+                    "owner": "org-a",
+                },
+                {
+                    "name": "customers_b",
+                    "uri": "file:///data/b",
+                    "key_id": "org-b/customers",
+                    "owner": "org-b",
+                },
             ],
-            "outputs": [{"name": "overlap", "uri": "file:///data/o", "key_id": "org-a/overlap",
-                         "owner": "org-a"}],
+            "outputs": [
+                {
+                    "name": "overlap",
+                    "uri": "file:///data/o",
+                    "key_id": "org-a/overlap",
+                    "owner": "org-a",
+                }
+            ],
         }
         body.update(overrides)
         return JobRunRequest.model_validate(body)

@@ -38,10 +38,24 @@ class EmulatorProcess:
     def start(self) -> EmulatorProcess:
         (self.state / URL_FILE).unlink(missing_ok=True)
         owners = [a for o in self.owners for a in ("--owner", o)]
-        cmd = [sys.executable, "-m", "jobruntime", "emulator", "serve", "--state",
-               str(self.state), "--port", str(self.port), *owners]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "jobruntime",
+            "emulator",
+            "serve",
+            "--state",
+            str(self.state),
+            "--port",
+            str(self.port),
+            *owners,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         deadline = time.monotonic() + 30
         while not (self.state / URL_FILE).exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -19,8 +19,13 @@ Doc = dict[str, Any]
 
 
 class TamperingClient(ControlPlaneClient):
-    def __init__(self, *args: Any, spec: Callable[[Doc], Doc] | None = None,
-                 claim: Callable[[Doc], Doc] | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        spec: Callable[[Doc], Doc] | None = None,
+        claim: Callable[[Doc], Doc] | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(*args, **kw)
         self._spec, self._claim = spec, claim
 

@@ -31,11 +31,16 @@ def spec_dict(**overrides: Any) -> dict[str, Any]:
         "module": {"import_name": "jobs.sales", "sha256": "0" * 64, "entry": "run"},
         "image_digest": "sha256:" + "1" * 64,
         "parameters": {"k": 5, "ratio": 0.5, "flag": True, "names": ["a", "b"]},
-        "inputs": [{"name": "sales", "uri": "file:///d/s", "key_id": "org-a/sales",
-                    "owner": "org-a"}],
-        "outputs": [{"name": "summary", "uri": "file:///d/o", "key_id": "org-a/summary",
-                     "owner": "org-a"}],
-        "validity": {"not_before": now.isoformat(), "expires": (now + timedelta(hours=1)).isoformat()},
+        "inputs": [
+            {"name": "sales", "uri": "file:///d/s", "key_id": "org-a/sales", "owner": "org-a"}
+        ],
+        "outputs": [
+            {"name": "summary", "uri": "file:///d/o", "key_id": "org-a/summary", "owner": "org-a"}
+        ],
+        "validity": {
+            "not_before": now.isoformat(),
+            "expires": (now + timedelta(hours=1)).isoformat(),
+        },
         "nonce": "2" * 64,
         "approval_policy": {"required_owners": ["org-a"], "threshold": 1},
     }
@@ -72,8 +77,10 @@ def test_a_valid_spec_parses_and_round_trips_canonically() -> None:
         ({"nonce": "short"}, "nonce"),
         ({"image_digest": "latest"}, "image_digest"),
         ({"parameters": {"k": {"nested": 1}}}, "parameters"),
-        ({"validity": {"not_before": "2026-01-01T00:00:00", "expires": "2026-01-02T00:00:00"}},
-         "validity"),
+        (
+            {"validity": {"not_before": "2026-01-01T00:00:00", "expires": "2026-01-02T00:00:00"}},
+            "validity",
+        ),
     ],
 )
 def test_schema_violations_name_the_field(change: dict[str, Any], field: str) -> None:
@@ -99,7 +106,9 @@ def test_input_owners_must_be_in_the_approval_policy() -> None:
 
 def test_dataset_names_are_unique() -> None:
     out = spec_dict()["inputs"][0]
-    assert code_of(parse_model, JobRunSpec, as_bytes(spec_dict(outputs=[out])), "s") == "spec.schema"
+    assert (
+        code_of(parse_model, JobRunSpec, as_bytes(spec_dict(outputs=[out])), "s") == "spec.schema"
+    )
 
 
 # --- limits before parsing ------------------------------------------------------------
@@ -126,8 +135,10 @@ def test_not_json_is_a_schema_error() -> None:
 
 def trust_root_for(*keys: SigningKey, **key_fields: Any) -> TrustRoot:
     now = utcnow()
-    fields: dict[str, Any] = {"not_before": now - timedelta(hours=1),
-                              "not_after": now + timedelta(hours=1)} | key_fields
+    fields: dict[str, Any] = {
+        "not_before": now - timedelta(hours=1),
+        "not_after": now + timedelta(hours=1),
+    } | key_fields
     return TrustRoot(
         keys=[TrustedKey(keyid=k.keyid, public_key_pem=k.public_pem, **fields) for k in keys],
         control_plane=Role(keyids=[k.keyid for k in keys], threshold=len(keys)),
@@ -140,8 +151,9 @@ def test_each_algorithm_signs_and_verifies(algorithm: str, tmp_path: Path) -> No
     key.save(tmp_path / "k")
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
     loaded = SigningKey.load(tmp_path / "k")
-    der = loaded.public_key.public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = loaded.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     assert loaded.keyid == hashlib.sha256(der).hexdigest()
     env = envelope.sign(b"{}", envelope.SPEC_TYPE, [loaded])
     root = trust_root_for(key)
@@ -190,8 +202,9 @@ def _write(obj: Any) -> Path:
 
 
 def jr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jobruntime", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "jobruntime", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_cli_generate_sign_verify_and_refuse_a_flipped_byte(tmp_path: Path) -> None:

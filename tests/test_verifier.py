@@ -68,8 +68,13 @@ def test_verified_run_writes_a_complete_bundle(runs: Runs) -> None:
     bundle = VerifiedBundle.load(path.parent)
     assert bundle.spec.run_id == run_id
     assert bundle.receipt.checks == [
-        "1. envelope and schema", "2. control-plane signature", "3. owner approvals",
-        "4. validity window", "5. run id", "6. module digest", "7. image digest",
+        "1. envelope and schema",
+        "2. control-plane signature",
+        "3. owner approvals",
+        "4. validity window",
+        "5. run id",
+        "6. module digest",
+        "7. image digest",
         "8. one-time claim",
     ]
     assert bundle.receipt.trust_root_digest == TrustRoot.load(runs.emu.trust_root).digest
@@ -94,15 +99,21 @@ def test_unknown_field_in_a_signed_spec_is_refused(runs: Runs) -> None:
 def test_oversized_spec_is_refused_before_parsing(runs: Runs) -> None:
     run_id = runs.approved()
     huge = json.dumps({"pad": "x" * (1024 * 1024)}).encode()
-    expect("spec.too_large", runs.config(run_id),
-           client=tampering(runs, spec=lambda d: with_payload(d, huge)))
+    expect(
+        "spec.too_large",
+        runs.config(run_id),
+        client=tampering(runs, spec=lambda d: with_payload(d, huge)),
+    )
 
 
 def test_deeply_nested_spec_is_refused_before_parsing(runs: Runs) -> None:
     run_id = runs.approved()
     deep = b"[" * 5000 + b"]" * 5000
-    expect("spec.too_deep", runs.config(run_id),
-           client=tampering(runs, spec=lambda d: with_payload(d, deep)))
+    expect(
+        "spec.too_deep",
+        runs.config(run_id),
+        client=tampering(runs, spec=lambda d: with_payload(d, deep)),
+    )
 
 
 def test_wrong_payload_type_is_refused(runs: Runs) -> None:
@@ -140,8 +151,9 @@ def test_revoked_control_plane_key_is_refused(runs: Runs, tmp_path: Path) -> Non
 
 def test_expired_control_plane_key_is_refused(runs: Runs, tmp_path: Path) -> None:
     past = utcnow() - timedelta(days=30)
-    keys = control_key_with(runs, not_before=(past - timedelta(days=1)).isoformat(),
-                            not_after=past.isoformat())
+    keys = control_key_with(
+        runs, not_before=(past - timedelta(days=1)).isoformat(), not_after=past.isoformat()
+    )
     root = root_with(runs, tmp_path / "root.json", keys=keys)
     expect("signature.key_expired", runs.config(runs.approved(), trust_root=root))
 
@@ -149,13 +161,19 @@ def test_expired_control_plane_key_is_refused(runs: Runs, tmp_path: Path) -> Non
 def test_rotated_key_valid_in_the_trust_root_still_verifies(runs: Runs, tmp_path: Path) -> None:
     old = SigningKey.generate()
     now = utcnow()
-    retired = TrustedKey(keyid=old.keyid, public_key_pem=old.public_pem,
-                         not_before=now - timedelta(days=400), not_after=now - timedelta(days=1))
+    retired = TrustedKey(
+        keyid=old.keyid,
+        public_key_pem=old.public_pem,
+        not_before=now - timedelta(days=400),
+        not_after=now - timedelta(days=1),
+    )
     base = TrustRoot.load(runs.emu.trust_root)
-    root = base.model_copy(update={
-        "keys": [*base.keys, retired],
-        "control_plane": Role(keyids=[*base.control_plane.keyids, old.keyid]),
-    })
+    root = base.model_copy(
+        update={
+            "keys": [*base.keys, retired],
+            "control_plane": Role(keyids=[*base.control_plane.keyids, old.keyid]),
+        }
+    )
     path = tmp_path / "root.json"
     path.write_text(root.to_json())
     assert verify_run(runs.config(runs.approved(), trust_root=path)).exists()
@@ -176,14 +194,22 @@ def test_duplicate_approver_counts_once(runs: Runs, tmp_path: Path) -> None:
     second = SigningKey.generate()
     base = TrustRoot.load(runs.emu.trust_root)
     now = utcnow()
-    extra = TrustedKey(keyid=second.keyid, public_key_pem=second.public_pem,
-                       not_before=now - timedelta(days=1), not_after=now + timedelta(days=1))
+    extra = TrustedKey(
+        keyid=second.keyid,
+        public_key_pem=second.public_pem,
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=1),
+    )
     org_a = base.owners["org-a"]
-    root = base.model_copy(update={
-        "keys": [*base.keys, extra],
-        "owners": {**base.owners, "org-a": Role(keyids=[*org_a.keyids, second.keyid],
-                                                threshold=2)},
-    })
+    root = base.model_copy(
+        update={
+            "keys": [*base.keys, extra],
+            "owners": {
+                **base.owners,
+                "org-a": Role(keyids=[*org_a.keyids, second.keyid], threshold=2),
+            },
+        }
+    )
     path = tmp_path / "root.json"
     path.write_text(root.to_json())
     run_id = runs.approved()
@@ -192,8 +218,11 @@ def test_duplicate_approver_counts_once(runs: Runs, tmp_path: Path) -> None:
     def duplicate(doc: dict[str, Any]) -> dict[str, Any]:
         return {**doc, "approvals": [*doc["approvals"], again, again]}
 
-    err = expect("approval.threshold", runs.config(run_id, trust_root=path),
-                 client=tampering(runs, spec=duplicate))
+    err = expect(
+        "approval.threshold",
+        runs.config(run_id, trust_root=path),
+        client=tampering(runs, spec=duplicate),
+    )
     assert "org-a has 1 of 2 distinct approving keys" in err.message
 
 
@@ -253,8 +282,9 @@ def test_spec_for_another_run_is_refused(runs: Runs) -> None:
     mine, other = runs.approved(), runs.approved()
     with runs.emu.client("verifier") as c:
         other_doc = json.loads(c.signed_run_bytes(other))
-    err = expect("run.mismatch", runs.config(mine),
-                 client=tampering(runs, spec=lambda _: other_doc))
+    err = expect(
+        "run.mismatch", runs.config(mine), client=tampering(runs, spec=lambda _: other_doc)
+    )
     assert mine in err.message and other in err.message
 
 
@@ -314,8 +344,9 @@ def closed_port() -> int:
 
 
 def test_unreachable_control_plane_fails_cleanly_after_the_deadline(runs: Runs) -> None:
-    config = runs.config("run-000000", control_plane_url=f"http://127.0.0.1:{closed_port()}",
-                         deadline=1.0)
+    config = runs.config(
+        "run-000000", control_plane_url=f"http://127.0.0.1:{closed_port()}", deadline=1.0
+    )
     started = time.monotonic()
     expect("controlplane.unavailable", config)
     assert 1.0 <= time.monotonic() - started < 5.0
@@ -349,15 +380,35 @@ def test_emulator_restarted_mid_flow_the_verifier_still_succeeds(tmp_path: Path)
 # --- the command line -----------------------------------------------------------------
 
 
-def cli(runs: Runs, run_id: str, tmp_path: Path, *extra: str,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    runs: Runs, run_id: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     token = tmp_path / "token"
     token.write_text(runs.emu.token("verifier"))
-    args = [sys.executable, "-m", "verifier", "--run-id", run_id,
-            "--control-plane-url", runs.emu.url, "--token-file", str(token),
-            "--trust-root", str(runs.emu.trust_root), "--module", str(runs.module),
-            "--image-digest", IMAGE, "--output-dir", str(tmp_path / "out"),
-            "--termination-log", str(tmp_path / "termination"), "--deadline", "2", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "verifier",
+        "--run-id",
+        run_id,
+        "--control-plane-url",
+        runs.emu.url,
+        "--token-file",
+        str(token),
+        "--trust-root",
+        str(runs.emu.trust_root),
+        "--module",
+        str(runs.module),
+        "--image-digest",
+        IMAGE,
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--termination-log",
+        str(tmp_path / "termination"),
+        "--deadline",
+        "2",
+        *extra,
+    ]
     return subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -385,20 +436,31 @@ def test_cli_reads_its_inputs_from_the_environment(runs: Runs, tmp_path: Path) -
     run_id = runs.approved()
     token = tmp_path / "token"
     token.write_text(runs.emu.token("verifier"))
-    env = {**os.environ, "JOB_RUN_ID": run_id, "JOB_CONTROL_PLANE_URL": runs.emu.url,
-           "JOB_VERIFIER_TOKEN_FILE": str(token), "JOB_TRUST_ROOT": str(runs.emu.trust_root),
-           "JOB_MODULE_PATH": str(runs.module), "JOB_IMAGE_DIGEST": IMAGE,
-           "JOB_BUNDLE_DIR": str(tmp_path / "env-out"),
-           "JOB_TERMINATION_LOG": str(tmp_path / "t")}
-    proc = subprocess.run([sys.executable, "-m", "verifier"], capture_output=True, text=True,
-                          timeout=60, env=env)
+    env = {
+        **os.environ,
+        "JOB_RUN_ID": run_id,
+        "JOB_CONTROL_PLANE_URL": runs.emu.url,
+        "JOB_VERIFIER_TOKEN_FILE": str(token),
+        "JOB_TRUST_ROOT": str(runs.emu.trust_root),
+        "JOB_MODULE_PATH": str(runs.module),
+        "JOB_IMAGE_DIGEST": IMAGE,
+        "JOB_BUNDLE_DIR": str(tmp_path / "env-out"),
+        "JOB_TERMINATION_LOG": str(tmp_path / "t"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "verifier"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "env-out" / BUNDLE_NAME).exists()
 
 
 def test_cli_missing_inputs_is_a_config_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "verifier", "--termination-log",
-                           str(tmp_path / "t")], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "verifier", "--termination-log", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 2
     assert (tmp_path / "t").read_text().startswith("config.invalid: missing --run-id")
