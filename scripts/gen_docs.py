@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jobruntime.attestation  # noqa: F401 - registers its error classes
 from jobruntime.errors import all_error_types
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "verifier.md"
@@ -13,7 +14,7 @@ START, END = "<!-- codes:start -->", "<!-- codes:end -->"
 
 def table() -> str:
     rows = ["| code | exit | class | when |", "| --- | --- | --- | --- |"]
-    for cls in all_error_types():
+    for cls in sorted(all_error_types(), key=lambda c: (c.exit_code, c.code, c.__name__)):
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         rows.append(f"| `{cls.code}` | {cls.exit_code} | `{cls.__name__}` | {doc} |")
     return "\n".join(rows)
