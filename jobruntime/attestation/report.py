@@ -343,4 +343,3 @@ def field_offsets() -> dict[str, tuple[int, int]]:
 
 
 assert [f.name for f in fields(AttestationReport)] == [s.name for s in _FIELDS]
-

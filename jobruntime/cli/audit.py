@@ -6,10 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from jobruntime.cli.common import add_connection, client_from
 from jobruntime.controlplane.api import AuditLog
 from jobruntime.controlplane.audit import verify_chain
+from jobruntime.errors import AuditChainError, ConfigError
 from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.spec.codec import describe
 
 
 def register(sub: Any) -> None:
@@ -29,7 +33,12 @@ def register(sub: Any) -> None:
 
 def _fetch(args: argparse.Namespace) -> AuditLog:
     if getattr(args, "file", None):
-        return AuditLog.model_validate_json(args.file.read_bytes())
+        try:
+            return AuditLog.model_validate_json(args.file.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
+        except ValidationError as exc:
+            raise AuditChainError(f"{args.file} is not an audit log: {describe(exc)}") from None
     with client_from(args) as client:
         return client.audit()
 

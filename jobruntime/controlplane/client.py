@@ -87,7 +87,9 @@ class ControlPlaneClient:
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._session.headers["User-Agent"] = "jobruntime-client/1"
-        self._session.verify = str(ca_bundle) if ca_bundle else True
+        # Passed on each request: a Session-level value loses to $REQUESTS_CA_BUNDLE,
+        # which whoever controls the pod's environment could point at their own CA.
+        self._verify: str | bool = str(ca_bundle) if ca_bundle else True
         self._adapter = HTTPAdapter()
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
@@ -159,6 +161,7 @@ class ControlPlaneClient:
         retry = DeadlineRetry(
             total=10_000,
             read=None if idempotent else 0,
+            other=0,  # a failed TLS verification will not heal by retrying
             backoff_factor=self._backoff,
             backoff_max=2.0,
             status_forcelist=(500, 502, 503, 504) if idempotent else (),
@@ -170,7 +173,7 @@ class ControlPlaneClient:
         url = f"{self.url}{API_PREFIX}{path}"
         try:
             with self._session.request(
-                method, url, json=body, timeout=self._timeout, stream=True
+                method, url, json=body, timeout=self._timeout, stream=True, verify=self._verify
             ) as resp:
                 data = _read_limited(resp, limit, f"{method} {path}")
         except requests.exceptions.SSLError:

@@ -96,6 +96,10 @@ def create_app(state_dir: Path) -> FastAPI:
         description="Job runs, owner approvals, one-time claims and the signed audit log.",
         lifespan=lifespan,
         responses=_ERRORS,
+        # No unauthenticated routes: the document is committed as docs/openapi.json.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.store = store
     bearer = HTTPBearer(auto_error=False)
@@ -298,43 +302,46 @@ def create_app(state_dir: Path) -> FastAPI:
     def claim(run_id: str, req: ClaimRequest, who: Principal = Verifier) -> ClaimResponse:
         """Hand the run to exactly one verifier; the same claim id may ask again."""
         now = utcnow()
-        row = load_run(run_id, who)
-        state = RunState(row["state"])
-        if state is RunState.CLAIMED and row["claim_id"] == req.claim_id:
-            return ClaimResponse(receipt=json.loads(row["claim_receipt"]))
-        refusal = {
-            RunState.CLAIMED: (409, "claim.replayed", f"{run_id} was already claimed"),
-            RunState.CANCELLED: (409, "claim.cancelled", f"{run_id} is cancelled"),
-            RunState.PENDING_APPROVAL: (
-                409,
-                "claim.not_approved",
-                f"{run_id} is still waiting for approvals",
-            ),
-        }.get(state)
-        if refusal is not None:
-            with store.tx() as db:
-                store.audit(db, now, "claim.denied", run_id, who.name, {"reason": refusal[1]})
-            raise ApiError(*refusal)
-        receipt = ClaimReceipt(
-            run_id=run_id, spec_digest=row["spec_digest"], claim_id=req.claim_id, claimed_at=now
-        )
-        signed = envelope.to_json(envelope.sign(canonical(receipt), envelope.CLAIM_TYPE, [key]))
+        load_run(run_id, who)
+        refusal: tuple[int, str, str] | None = None
         with store.tx() as db:
-            cur = db.execute(
-                "UPDATE runs SET state = ?, claim_id = ?, claimed_at = ?, claim_receipt = ?"
-                " WHERE run_id = ? AND state = ?",
-                (
-                    RunState.CLAIMED.value,
-                    req.claim_id,
-                    now.isoformat(),
-                    json.dumps(signed),
-                    run_id,
-                    RunState.APPROVED.value,
+            # Decide and record in one transaction, so concurrent claims serialise.
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            state = RunState(row["state"])
+            if state is RunState.CLAIMED and row["claim_id"] == req.claim_id:
+                return ClaimResponse(receipt=json.loads(row["claim_receipt"]))
+            refusal = {
+                RunState.CLAIMED: (409, "claim.replayed", f"{run_id} was already claimed"),
+                RunState.CANCELLED: (409, "claim.cancelled", f"{run_id} is cancelled"),
+                RunState.PENDING_APPROVAL: (
+                    409,
+                    "claim.not_approved",
+                    f"{run_id} is still waiting for approvals",
                 ),
-            )
-            if cur.rowcount != 1:
-                raise ApiError(409, "claim.replayed", f"{run_id} was claimed concurrently")
-            store.audit(db, now, "run.claimed", run_id, who.name, {"claim_id": req.claim_id})
+            }.get(state)
+            if refusal is not None:
+                store.audit(db, now, "claim.denied", run_id, who.name, {"reason": refusal[1]})
+            else:
+                receipt = ClaimReceipt(
+                    run_id=run_id,
+                    spec_digest=row["spec_digest"],
+                    claim_id=req.claim_id,
+                    claimed_at=now,
+                )
+                signed = envelope.to_json(
+                    envelope.sign(canonical(receipt), envelope.CLAIM_TYPE, [key])
+                )
+                store.set_state(
+                    db,
+                    run_id,
+                    RunState.CLAIMED,
+                    claim_id=req.claim_id,
+                    claimed_at=now.isoformat(),
+                    claim_receipt=json.dumps(signed),
+                )
+                store.audit(db, now, "run.claimed", run_id, who.name, {"claim_id": req.claim_id})
+        if refusal is not None:
+            raise ApiError(*refusal)
         return ClaimResponse(receipt=signed)
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}/cancel", tags=["runs"])

@@ -122,9 +122,7 @@ def verify(
         for failure in failures:
             if type(failure) is kind:
                 raise failure
-    raise SignatureError(
-        f"{role_name}: {len(valid)} of {needed} required distinct keys signed"
-    )
+    raise SignatureError(f"{role_name}: {len(valid)} of {needed} required distinct keys signed")
 
 
 def _check_one(
