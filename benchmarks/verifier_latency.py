@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobruntime.emulator.process import EmulatorProcess
 from tests.conftest import IMAGE, Runs
-from tests.emulator_proc import EmulatorProcess
 from verifier.run import verify_run
 
 

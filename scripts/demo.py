@@ -21,6 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from jobruntime.emulator.process import EmulatorProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
 STATE = WORK / "emulator"
@@ -144,27 +146,11 @@ def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     module = ROOT / "jobs" / "overlap.py"
-    emulator = None
+    emulator = EmulatorProcess(STATE)
     try:
         with step("Start the control-plane emulator (FastAPI + SQLite) on 127.0.0.1"):
-            emulator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "jobruntime",
-                    "emulator",
-                    "serve",
-                    "--state",
-                    str(STATE),
-                    "--port",
-                    "0",
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert emulator.stdout is not None
-            console.print(emulator.stdout.readline().strip())
-            console.print(emulator.stdout.readline().strip())
+            emulator.start()
+            console.print(f"listening on {emulator.url}; keys, tokens, trust root in {STATE}")
 
         with step("Submit a run of jobs/overlap.py; both data owners approve its digest"):
             run_id = submit_and_approve(module)
@@ -196,9 +182,7 @@ def main() -> int:
                 str(STATE),
             )
     finally:
-        if emulator is not None:
-            emulator.terminate()
-            emulator.wait(10)
+        emulator.stop()
 
     table = Table(title="Where the demo's time went")
     table.add_column("step")

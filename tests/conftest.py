@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
 from jobruntime.spec.checks import decode
 from jobruntime.spec.models import JobRunRequest, utcnow
-from tests.emulator_proc import EmulatorProcess
 from verifier.run import VerifierConfig
 
 IMAGE = "sha256:" + "ab" * 32

@@ -17,13 +17,13 @@ import requests
 from jobruntime.controlplane import audit
 from jobruntime.controlplane.api import AuditEntry
 from jobruntime.controlplane.audit import verify_chain
+from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import AuditChainError
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import Role, TrustedKey, TrustRoot
 from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import utcnow
 from tests.conftest import Runs
-from tests.emulator_proc import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import secrets
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from jobruntime.controlplane.client import ControlPlaneClient
-from jobruntime.emulator.state import URL_FILE, load_tokens
+from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import (
     AuthError,
     ClaimError,
@@ -37,7 +34,6 @@ from jobruntime.errors import (
 )
 from jobruntime.spec.models import utcnow
 from tests.conftest import Runs
-from tests.emulator_proc import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH = json.dumps({"status": "ok", "principal": "tester"}).encode()
@@ -260,63 +256,15 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@dataclass
-class TlsEmulator:
-    url: str
-    cert: Path
-    state: Path
-
-    def token(self, principal: str) -> str:
-        return load_tokens(self.state).token(principal)
+TlsEmulator = EmulatorProcess
 
 
 @pytest.fixture(scope="module")
-def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEmulator]:
+def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     base = tmp_path_factory.mktemp("tls")
-    cert, key = self_signed(base)
-    state = base / "state"
-    state.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "jobruntime",
-        "emulator",
-        "serve",
-        "--state",
-        str(state),
-        "--port",
-        "0",
-        "--tls-cert",
-        str(cert),
-        "--tls-key",
-        str(key),
-    ]
-    with (base / "stderr").open("wb") as err:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not (state / URL_FILE).exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"TLS emulator did not start: {(base / 'stderr').read_text()[-2000:]}"
-                )
-            time.sleep(0.05)
-        url = (state / URL_FILE).read_text().strip()
-        assert url.startswith("https://127.0.0.1:")
-        yield TlsEmulator(url, cert, state)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with EmulatorProcess(base / "state", tls=self_signed(base)) as emu:
+        assert emu.url.startswith("https://127.0.0.1:")
+        yield emu
 
 
 @pytest.fixture

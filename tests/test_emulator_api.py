@@ -14,6 +14,7 @@ import requests
 
 from jobruntime.controlplane.api import RunStatus
 from jobruntime.controlplane.audit import verify_chain
+from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import UnknownKeyError
 from jobruntime.signing import envelope
 from jobruntime.signing.approvals import sign_approval
@@ -23,7 +24,6 @@ from jobruntime.spec.checks import decode
 from jobruntime.spec.codec import sha256_digest
 from jobruntime.spec.models import ClaimReceipt, utcnow
 from tests.conftest import Runs
-from tests.emulator_proc import EmulatorProcess
 
 SENTINEL = "s3cr3t-SENTINEL-7f4c1a"
 

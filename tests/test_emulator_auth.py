@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import requests
 
+from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.emulator.state import TOKENS, init_state
 from tests.conftest import Runs
-from tests.emulator_proc import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("submitter", "owner", "operator", "verifier")

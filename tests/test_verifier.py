@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
@@ -26,7 +27,6 @@ from jobruntime.spec.bundle import BUNDLE_NAME, VerifiedBundle
 from jobruntime.spec.checks import ValidityWindow
 from jobruntime.spec.models import utcnow
 from tests.conftest import IMAGE, Runs
-from tests.emulator_proc import EmulatorProcess
 from tests.tamper import TamperingClient, flip_byte, payload, with_payload
 from verifier.run import VerifierConfig, verify_run
 

@@ -94,11 +94,9 @@ class ApprovalPolicy(_Strict):
         return self
 
 
-class JobRunSpec(_Strict):
-    """One job run. The control plane signs its canonical JSON in a DSSE envelope."""
+class _RunBody(_Strict):
+    """What the submitter chooses: the job, its code, its data and its parameters."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
-    run_id: RunId
     job_id: Name
     workspace: Name
     module: JobModule
@@ -108,15 +106,26 @@ class JobRunSpec(_Strict):
     )
     inputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
     outputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> _RunBody:
+        names = [d.name for d in (*self.inputs, *self.outputs)]
+        if len(set(names)) != len(names):
+            raise ValueError("dataset names must be unique across inputs and outputs")
+        return self
+
+
+class JobRunSpec(_RunBody):
+    """One job run. The control plane signs its canonical JSON in a DSSE envelope."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run_id: RunId
     validity: ValidityWindow
     nonce: Sha256Hex
     approval_policy: ApprovalPolicy
 
     @model_validator(mode="after")
-    def _consistent(self) -> JobRunSpec:
-        names = [d.name for d in self.inputs] + [d.name for d in self.outputs]
-        if len(set(names)) != len(names):
-            raise ValueError("dataset names must be unique across inputs and outputs")
+    def _owners_approve(self) -> JobRunSpec:
         missing = sorted({d.owner for d in self.inputs} - set(self.approval_policy.required_owners))
         if missing:
             raise ValueError(f"approval_policy misses input owners: {', '.join(missing)}")
@@ -129,18 +138,9 @@ class JobRunSpec(_Strict):
         return None
 
 
-class JobRunRequest(_Strict):
+class JobRunRequest(_RunBody):
     """What a submitter sends; the control plane adds the run id, nonce and window."""
 
-    job_id: Name
-    workspace: Name
-    module: JobModule
-    image_digest: ImageDigest
-    parameters: Annotated[dict[Name, ParamValue], Field(max_length=256)] = Field(
-        default_factory=dict
-    )
-    inputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
-    outputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
     validity: ValidityWindow | None = None
     valid_for_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
     approval_policy: ApprovalPolicy | None = None

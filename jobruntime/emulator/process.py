@@ -1,8 +1,11 @@
-"""A real control-plane emulator in a subprocess, on a free port of 127.0.0.1."""
+"""Start and stop a real emulator subprocess on a free port of 127.0.0.1.
+
+Used by the demo, the tests and the benchmarks: one way to start it, wait for it
+(the URL file, then an authenticated health call) and stop it.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,9 +17,15 @@ from jobruntime.emulator.state import URL_FILE, load_tokens
 
 
 class EmulatorProcess:
-    def __init__(self, state: Path, owners: tuple[str, ...] = ("org-a", "org-b")) -> None:
+    def __init__(
+        self,
+        state: Path,
+        owners: tuple[str, ...] = ("org-a", "org-b"),
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.state = state
         self.owners = owners
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.url = ""
@@ -31,9 +40,14 @@ class EmulatorProcess:
     def token(self, principal: str) -> str:
         return load_tokens(self.state).token(principal)
 
-    def client(self, principal: str, **kw: float) -> ControlPlaneClient:
-        kw.setdefault("retry_for", 5.0)
-        return ControlPlaneClient(self.url, self.token(principal), **kw)  # type: ignore[arg-type]
+    @property
+    def cert(self) -> Path | None:
+        return self.tls[0] if self.tls else None
+
+    def client(self, principal: str, retry_for: float = 5.0) -> ControlPlaneClient:
+        return ControlPlaneClient(
+            self.url, self.token(principal), ca_bundle=self.cert, retry_for=retry_for
+        )
 
     def start(self) -> EmulatorProcess:
         (self.state / URL_FILE).unlink(missing_ok=True)
@@ -50,6 +64,8 @@ class EmulatorProcess:
             str(self.port),
             *owners,
         ]
+        if self.tls:
+            cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,
@@ -68,6 +84,12 @@ class EmulatorProcess:
             c.health()
         return self
 
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -81,6 +103,3 @@ class EmulatorProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def tokens_json(self) -> dict[str, object]:
-        return dict(json.loads((self.state / "tokens.json").read_text()))
