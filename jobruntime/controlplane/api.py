@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -113,3 +113,75 @@ class AuditLog(_Wire):
 class Health(_Wire):
     status: str
     principal: str
+
+
+# --- KMS: dataset master keys and attested release -----------------------------------
+
+
+class EvidenceKind(StrEnum):
+    SEV_SNP = "sev-snp"
+    AZURE_VTPM = "azure-vtpm"
+    EMULATED = "emulated"
+
+
+class ReleasePolicy(_Wire):
+    """When a dataset key may leave the KMS: the evidence it takes to get it."""
+
+    evidence_kinds: list[EvidenceKind] = Field(
+        default_factory=lambda: [EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM],
+        description="emulated evidence only where a key's owner says so (local work)",
+    )
+    measurements: list[Annotated[str, Field(pattern=r"^[0-9a-f]{96}$")]] = Field(
+        min_length=1, description="allowed launch measurements (hex SHA-384)"
+    )
+    minimum_tcb: dict[Literal["bootloader", "tee", "snp", "microcode", "fmc"], int] = Field(
+        default_factory=dict
+    )
+    minimum_guest_svn: int = 0
+
+
+class CreateKeyRequest(_Wire):
+    key_id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}/[A-Za-z0-9._-]{1,64}$")]
+    release_policy: ReleasePolicy
+
+
+class KeyInfo(_Wire):
+    key_id: str
+    owner: str
+    release_policy: ReleasePolicy
+    created_at: datetime
+
+
+class ChallengeRequest(_Wire):
+    run_id: RunId
+
+
+class Challenge(_Wire):
+    nonce: Sha256Hex
+    expires_at: datetime
+
+
+class AttestRequest(_Wire):
+    run_id: RunId
+    nonce: Sha256Hex
+    purpose: Literal["verifier", "key-agent"]
+    evidence: dict[str, Any]
+    public_jwk: dict[str, Any] = Field(description="the pod's ephemeral P-384 public key")
+
+
+class AttestResponse(_Wire):
+    session: str = Field(description="bearer of this attestation for releases; short-lived")
+    expires_at: datetime
+    measurement: str
+    evidence_kind: str
+
+
+class ReleaseRequest(_Wire):
+    session: str
+    dataset: Name
+
+
+class ReleaseResponse(_Wire):
+    dataset: str
+    key_id: str
+    jwe: str = Field(description="compact JWE (ECDH-ES+A256KW, A256GCM) to the session's key")

@@ -11,16 +11,14 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jobruntime.controlplane.api import (
     API_PREFIX,
@@ -30,7 +28,6 @@ from jobruntime.controlplane.api import (
     CancelRequest,
     ClaimRequest,
     ClaimResponse,
-    ErrorBody,
     Health,
     Role,
     RunState,
@@ -38,20 +35,12 @@ from jobruntime.controlplane.api import (
     SignedRun,
     SubmitResponse,
 )
+from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
 from jobruntime.emulator.state import (
-    CONTROL_PLANE_KEY,
-    DATABASE,
-    TRUST_ROOT,
     Principal,
-    load_tokens,
-    principals,
-    token_digest,
 )
-from jobruntime.emulator.store import Store
 from jobruntime.errors import JobRuntimeError
 from jobruntime.signing import approvals, envelope
-from jobruntime.signing.keys import SigningKey
-from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import canonical, sha256_digest
 from jobruntime.spec.models import (
     ApprovalPolicy,
@@ -63,27 +52,10 @@ from jobruntime.spec.models import (
 )
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    body = ErrorBody.model_validate({"error": {"code": code, "message": message}})
-    return JSONResponse(status_code=status, content=body.model_dump())
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 422)
-}
-
-
 def create_app(state_dir: Path) -> FastAPI:
-    key = SigningKey.load(state_dir / CONTROL_PLANE_KEY)
-    trust_root = TrustRoot.load(state_dir / TRUST_ROOT)
-    tokens = principals(load_tokens(state_dir))
-    store = Store(state_dir / DATABASE, key)
+    ctx = Context.load(state_dir)
+    key, trust_root, store = ctx.key, ctx.trust_root, ctx.store
+    allow, load_run = ctx.allow, ctx.load_run
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -95,22 +67,21 @@ def create_app(state_dir: Path) -> FastAPI:
         version="1.0.0",
         description="Job runs, owner approvals, one-time claims and the signed audit log.",
         lifespan=lifespan,
-        responses=_ERRORS,
+        responses=ERRORS,
         # No unauthenticated routes: the document is committed as docs/openapi.json.
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
     app.state.store = store
-    bearer = HTTPBearer(auto_error=False)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(JobRuntimeError)
     async def _runtime_error(_: Request, exc: JobRuntimeError) -> JSONResponse:
-        return _error(400, exc.code, exc.message)
+        return error_response(400, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -119,46 +90,7 @@ def create_app(state_dir: Path) -> FastAPI:
             ".".join(str(p) for p in e.get("loc", ())) + f": {e.get('msg', '')}"
             for e in exc.errors()[:3]
         )
-        return _error(422, "request.invalid", f"request does not match the schema: {where}")
-
-    def deny(at: datetime, path: str, reason: str, who: str = "anonymous") -> None:
-        with store.tx() as db:
-            store.audit(db, at, "auth.denied", None, who, {"path": path, "reason": reason})
-
-    def allow(*roles: Role) -> Callable[..., Principal]:
-        def dependency(
-            request: Request,
-            creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-        ) -> Principal:
-            now, path = utcnow(), request.url.path
-            if creds is None:
-                deny(now, path, "missing token")
-                raise ApiError(401, "auth.missing", "a bearer token is required")
-            principal = tokens.get(token_digest(creds.credentials))
-            if principal is None:
-                deny(now, path, "unknown token")
-                raise ApiError(401, "auth.invalid", "the bearer token is not valid")
-            if principal.role not in roles:
-                deny(now, path, f"role {principal.role.value} not allowed", principal.name)
-                raise ApiError(
-                    403,
-                    "auth.forbidden",
-                    f"{principal.role.value} may not call {request.method} {path}",
-                )
-            return principal
-
-        return dependency
-
-    def load_run(run_id: str, who: Principal) -> sqlite3.Row:
-        row = store.run(run_id)
-        if row is None:
-            raise ApiError(404, "run.not_found", f"no run {run_id}")
-        spec = json.loads(row["spec"])
-        if who.role is Role.SUBMITTER and row["submitter"] != who.name:
-            raise ApiError(403, "auth.forbidden", f"{who.name} did not submit {run_id}")
-        if who.role is Role.OWNER and who.org not in spec["approval_policy"]["required_owners"]:
-            raise ApiError(403, "auth.forbidden", f"{who.name} is not an owner of {run_id}")
-        return row
+        return error_response(422, "request.invalid", f"request does not match the schema: {where}")
 
     def status_of(row: sqlite3.Row) -> RunStatus:
         spec = JobRunSpec.model_validate_json(row["spec"])
