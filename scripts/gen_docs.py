@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jobruntime.attestation  # noqa: F401 - registers its error classes
+import jobruntime.attestation.providers
+import jobruntime.keyagent.errors
+import jobruntime.keyrelease.jwe
+import jobruntime.keyrelease.policy  # noqa: F401
 from jobruntime.errors import all_error_types
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "verifier.md"

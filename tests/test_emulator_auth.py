@@ -50,32 +50,63 @@ def _cancel_body(_: Runs, __: str) -> Any:
     return {"reason": "auth test"}
 
 
+def _key_body(_: Runs, __: str) -> Any:
+    policy = {"measurements": ["00" * 48]}
+    return {"key_id": f"org-a/auth-{secrets.token_hex(4)}", "release_policy": policy}
+
+
+def _challenge_body(_: Runs, run_id: str) -> Any:
+    return {"run_id": run_id}
+
+
+def _attest_body(_: Runs, run_id: str) -> Any:
+    return {
+        "run_id": run_id,
+        "nonce": secrets.token_hex(32),
+        "purpose": "key-agent",
+        "evidence": {},
+        "public_jwk": {},
+    }
+
+
+def _release_body(_: Runs, __: str) -> Any:
+    return {"session": "not-a-session", "dataset": "customers_a"}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str  # OpenAPI template: {run_id} is filled with a real run
     allowed: frozenset[str]
     body: Body | None = None
+    expected: int = 200  # what an allowed caller gets with this body
 
     @property
     def id(self) -> str:
         return f"{self.method} {self.path}"
 
     def url(self, emu: EmulatorProcess, run_id: str) -> str:
-        return emu.url + self.path.replace("{run_id}", run_id)
+        return emu.url + self.path.replace("{run_id}", run_id).replace("{key_id}", "org-a/none")
 
 
 ENDPOINTS = (
     Endpoint("GET", "/v1/health", frozenset(ROLES)),
-    Endpoint("POST", "/v1/runs", frozenset({"submitter"}), _submit_body),
+    Endpoint("POST", "/v1/runs", frozenset({"submitter"}), _submit_body, 201),
     Endpoint("GET", "/v1/runs/{run_id}", frozenset(ROLES)),
     Endpoint("GET", "/v1/runs/{run_id}/spec", frozenset(ROLES)),
     Endpoint("POST", "/v1/runs/{run_id}/approvals", frozenset({"owner"}), _approval_body),
-    Endpoint("POST", "/v1/runs/{run_id}/claim", frozenset({"verifier"}), _claim_body),
+    # Claiming a pending run is refused for its state, not for the caller.
+    Endpoint("POST", "/v1/runs/{run_id}/claim", frozenset({"verifier"}), _claim_body, 409),
     Endpoint(
         "POST", "/v1/runs/{run_id}/cancel", frozenset({"submitter", "operator"}), _cancel_body
     ),
     Endpoint("GET", "/v1/audit", frozenset({"operator"})),
+    Endpoint("POST", "/v1/kms/keys", frozenset({"owner"}), _key_body, 201),
+    Endpoint("GET", "/v1/kms/keys/{key_id}", frozenset({"owner", "operator"}), expected=404),
+    Endpoint("POST", "/v1/kms/challenge", frozenset({"verifier"}), _challenge_body),
+    # Refused for its made-up nonce and session, not for the caller.
+    Endpoint("POST", "/v1/kms/attest", frozenset({"verifier"}), _attest_body, 409),
+    Endpoint("POST", "/v1/kms/release", frozenset({"verifier"}), _release_body, 403),
 )
 
 FORBIDDEN = [
@@ -190,10 +221,8 @@ def test_role_allowed_is_not_refused(
     """The positive control: the 403s above are about the role, not the request."""
     body = ep.body(runs, run_id) if ep.body else None
     resp = call(emulator, ep, run_id, bearer(emulator, PRINCIPAL[role]), body)
-    assert resp.status_code not in (401, 403), resp.text
-    # Claiming a pending run is refused for its state, not for the caller.
-    expected = 409 if ep.path.endswith("/claim") else (201 if ep.path == "/v1/runs" else 200)
-    assert resp.status_code == expected, resp.text
+    assert not resp.json().get("error", {}).get("code", "").startswith("auth."), resp.text
+    assert resp.status_code == ep.expected, resp.text
 
 
 def test_refusals_are_audited(emulator: EmulatorProcess, run_id: str) -> None:

@@ -21,11 +21,20 @@ from jobruntime.controlplane.api import (
     API_PREFIX,
     ApprovalRequest,
     ApprovalResponse,
+    AttestRequest,
+    AttestResponse,
     AuditLog,
     CancelRequest,
+    Challenge,
+    ChallengeRequest,
     ClaimRequest,
     ClaimResponse,
+    CreateKeyRequest,
     Health,
+    KeyInfo,
+    ReleasePolicy,
+    ReleaseRequest,
+    ReleaseResponse,
     RunStatus,
     SignedRun,
     SubmitResponse,
@@ -137,6 +146,28 @@ class ControlPlaneClient:
 
     def audit(self) -> AuditLog:
         return self._call("GET", "/audit", AuditLog)
+
+    # --- the KMS -----------------------------------------------------------------
+
+    def create_key(self, key_id: str, policy: ReleasePolicy) -> KeyInfo:
+        body = CreateKeyRequest(key_id=key_id, release_policy=policy).model_dump(mode="json")
+        return self._call("POST", "/kms/keys", KeyInfo, body=body, idempotent=False)
+
+    def key_info(self, key_id: str) -> KeyInfo:
+        return self._call("GET", f"/kms/keys/{key_id}", KeyInfo)
+
+    def challenge(self, run_id: str) -> Challenge:
+        body = ChallengeRequest(run_id=run_id).model_dump()
+        return self._call("POST", "/kms/challenge", Challenge, body=body)
+
+    def attest(self, request: AttestRequest) -> AttestResponse:
+        # A nonce is single-use: a retried attest would be refused, so do not retry reads.
+        body = request.model_dump(mode="json")
+        return self._call("POST", "/kms/attest", AttestResponse, body=body, idempotent=False)
+
+    def release(self, session: str, dataset: str) -> ReleaseResponse:
+        body = ReleaseRequest(session=session, dataset=dataset).model_dump()
+        return self._call("POST", "/kms/release", ReleaseResponse, body=body)
 
     # --- plumbing ----------------------------------------------------------------
 

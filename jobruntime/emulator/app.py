@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -35,6 +35,7 @@ from jobruntime.controlplane.api import (
     SignedRun,
     SubmitResponse,
 )
+from jobruntime.emulator import kms
 from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
 from jobruntime.emulator.state import (
     Principal,
@@ -55,7 +56,7 @@ from jobruntime.spec.models import (
 def create_app(state_dir: Path) -> FastAPI:
     ctx = Context.load(state_dir)
     key, trust_root, store = ctx.key, ctx.trust_root, ctx.store
-    allow, load_run = ctx.allow, ctx.load_run
+    load_run = ctx.load_run
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -110,13 +111,13 @@ def create_app(state_dir: Path) -> FastAPI:
             cancel_reason=row["cancel_reason"],
         )
 
-    Any_ = Depends(allow(*Role))
-    Submitter = Depends(allow(Role.SUBMITTER))
-    Reader = Depends(allow(Role.SUBMITTER, Role.OWNER, Role.OPERATOR, Role.VERIFIER))
-    Owner = Depends(allow(Role.OWNER))
-    Verifier = Depends(allow(Role.VERIFIER))
-    Canceller = Depends(allow(Role.SUBMITTER, Role.OPERATOR))
-    Operator = Depends(allow(Role.OPERATOR))
+    Any_ = ctx.dependency(*Role)
+    Submitter = ctx.dependency(Role.SUBMITTER)
+    Reader = ctx.dependency(Role.SUBMITTER, Role.OWNER, Role.OPERATOR, Role.VERIFIER)
+    Owner = ctx.dependency(Role.OWNER)
+    Verifier = ctx.dependency(Role.VERIFIER)
+    Canceller = ctx.dependency(Role.SUBMITTER, Role.OPERATOR)
+    Operator = ctx.dependency(Role.OPERATOR)
 
     @app.get(f"{API_PREFIX}/health", tags=["meta"])
     def health(who: Principal = Any_) -> Health:
@@ -296,4 +297,5 @@ def create_app(state_dir: Path) -> FastAPI:
     def audit_log(who: Principal = Operator) -> AuditLog:
         return AuditLog(entries=store.audit_entries())
 
+    kms.register(app, ctx)
     return app

@@ -111,6 +111,10 @@ class Context:
 
         return dependency
 
+    def dependency(self, *roles: Role) -> Any:
+        """``Depends`` on ``allow``: the default value a route gives its principal."""
+        return Depends(self.allow(*roles))
+
     def load_run(self, run_id: str, who: Principal) -> sqlite3.Row:
         row = self.store.run(run_id)
         if row is None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from jobruntime.attestation.emulated import EmulatedTee
+from jobruntime.attestation.providers.emulated import save_tee
 from jobruntime.controlplane.api import Role
 from jobruntime.errors import ConfigError
 from jobruntime.signing.keys import Algorithm, SigningKey, write_private
@@ -27,7 +29,10 @@ TOKENS = "tokens.json"
 TRUST_ROOT = "trust-root.json"
 DATABASE = "emulator.db"
 URL_FILE = "emulator.url"
+TEE_DIR = "tee"
 KEY_LIFETIME = timedelta(days=365)
+EMULATED_MEASUREMENT = hashlib.sha384(b"jobruntime emulated guest").digest()
+"""The launch measurement the emulated TEE reports; dev release policies allow it."""
 
 
 class PrincipalEntry(BaseModel):
@@ -86,6 +91,8 @@ def init_state(state_dir: Path, owners: list[str], algorithm: Algorithm = "ed255
         k.save(owner_key_path(state_dir, owner))
         keys.append(trusted(k))
         owner_roles[owner] = TrustRole(keyids=[k.keyid], threshold=1)
+    # One emulated chip per state: the KMS trusts its root, local pods sign with it.
+    save_tee(EmulatedTee.create(), state_dir / TEE_DIR)
     root = TrustRoot(keys=keys, control_plane=TrustRole(keyids=[cp.keyid]), owners=owner_roles)
     (state_dir / TRUST_ROOT).write_text(root.to_json())
     entries = [

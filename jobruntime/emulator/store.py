@@ -41,6 +41,29 @@ CREATE TABLE IF NOT EXISTS approvals (
     envelope TEXT NOT NULL,
     PRIMARY KEY (run_id, keyid)
 );
+CREATE TABLE IF NOT EXISTS kms_keys (
+    key_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    material BLOB NOT NULL,
+    policy TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kms_nonces (
+    nonce TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+);
+CREATE TABLE IF NOT EXISTS kms_sessions (
+    token_hash TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    public_jwk TEXT NOT NULL,
+    evidence_kind TEXT NOT NULL,
+    product TEXT NOT NULL,
+    report BLOB NOT NULL,
+    expires_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     entry TEXT NOT NULL

@@ -26,7 +26,12 @@ class KeyWrapError(JobRuntimeError):
 
 def public_key(obj: Any) -> jwk.JWK:
     """Load a peer's public JWK, refusing anything but an EC P-384 public key."""
-    if not isinstance(obj, dict) or obj.get("kty") != "EC" or obj.get("crv") != "P-384" or "d" in obj:
+    if (
+        not isinstance(obj, dict)
+        or obj.get("kty") != "EC"
+        or obj.get("crv") != "P-384"
+        or "d" in obj
+    ):
         raise KeyWrapError("public_jwk must be an EC P-384 public key without private parts")
     try:
         return jwk.JWK(**obj)

@@ -1,0 +1,3 @@
+from jobruntime.keyagent.cli import main
+
+raise SystemExit(main())

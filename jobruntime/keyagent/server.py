@@ -1,0 +1,207 @@
+"""The key agent: serves the pod's dataset keys to processes of its own uid.
+
+One thread accepts; each connection gets a thread that checks the peer's
+credentials and then answers request lines until the peer hangs up, goes idle or
+the agent closes. Keys are released through a :class:`KeyCache` (one release per
+dataset) and leave the process only as responses on an accepted connection: never
+in logs, never in error messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from jobruntime.errors import JobRuntimeError
+from jobruntime.keyagent.cache import KeyCache
+from jobruntime.keyagent.errors import BadRequestError, PeerRefusedError, RequestTooLargeError
+from jobruntime.keyagent.listener import open_listener, remove_if_ours
+from jobruntime.keyagent.peercred import peer_credentials
+from jobruntime.keyagent.protocol import (
+    MAX_REQUEST,
+    OP_GET_KEY,
+    OP_HEALTH,
+    decode,
+    encode,
+    error_body,
+    read_line,
+)
+from jobruntime.keyagent.source import KeySource
+
+log = logging.getLogger("jobruntime.keyagent")
+
+JOIN_TIMEOUT = 5.0
+
+
+class KeyAgentServer:
+    """Binds at construction (so a bad directory fails before anything else starts).
+
+    ``require_memory_fs=False`` allows a socket on a disk filesystem: for tests and
+    local work only. ``idle_timeout`` closes connections that send nothing, so a
+    stuck reader cannot hold a thread for the life of the pod.
+    """
+
+    def __init__(
+        self,
+        socket_path: Path,
+        source: KeySource,
+        *,
+        require_memory_fs: bool = True,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        self.socket_path = Path(os.path.abspath(socket_path))
+        self._cache = KeyCache(source)
+        self._uid = os.geteuid()
+        self._idle_timeout = idle_timeout
+        self._listener, self._file_id = open_listener(self.socket_path, memory_fs=require_memory_fs)
+        self._listener.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._thread: threading.Thread | None = None
+        log.info(
+            "key agent listening on %s for uid %d; %d dataset(s) in the spec",
+            self.socket_path,
+            self._uid,
+            len(self._cache.allowed),
+        )
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> KeyAgentServer:
+        """Serve on a background thread; :meth:`close` stops and joins it."""
+        self._thread = threading.Thread(target=self.serve_forever, name="keyagent", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`stop` or :meth:`close`."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._listener, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in sel.select():
+                    if key.fileobj is self._listener and not self._stopping.is_set():
+                        self._accept()
+
+    def stop(self) -> None:
+        """Make :meth:`serve_forever` return. Safe in a signal handler: it only sets and writes."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def close(self) -> None:
+        """Stop, hang up on every client, remove the socket file, overwrite the keys."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conns = dict(self._conns)
+        self.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(JOIN_TIMEOUT)
+        self._listener.close()
+        remove_if_ours(self.socket_path, self._file_id)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
+        for thread in conns.values():
+            thread.join(JOIN_TIMEOUT)
+        self._cache.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        log.info("key agent on %s closed", self.socket_path)
+
+    def __enter__(self) -> KeyAgentServer:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- connections ----------------------------------------------------------------
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # out of descriptors, say: keep serving the others
+            log.warning("accept failed: %s", exc.strerror)
+            return
+        conn.settimeout(self._idle_timeout)
+        thread = threading.Thread(
+            target=self._serve_connection, args=(conn,), name="keyagent-conn", daemon=True
+        )
+        with self._lock:
+            if self._closed:
+                conn.close()
+                return
+            self._conns[conn] = thread
+        thread.start()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        try:
+            peer = peer_credentials(conn)
+            if peer.uid != self._uid:
+                log.warning(
+                    "refused peer pid=%d uid=%d: the agent serves uid %d only",
+                    peer.pid,
+                    peer.uid,
+                    self._uid,
+                )
+                refusal = PeerRefusedError(f"uid {peer.uid} is not the key agent's uid {self._uid}")
+                conn.sendall(encode(error_body(refusal)))
+                return
+            log.debug("peer pid=%d uid=%d connected", peer.pid, peer.uid)
+            with conn.makefile("rb") as stream:
+                while True:
+                    try:
+                        line = read_line(stream, MAX_REQUEST)
+                    except RequestTooLargeError as exc:
+                        log.warning("peer pid=%d sent a request line over the limit", peer.pid)
+                        conn.sendall(encode(error_body(exc)))
+                        return
+                    if line is None:
+                        return
+                    conn.sendall(encode(self._answer(line, peer.pid)))
+        except OSError:
+            pass  # the peer hung up, went idle, or close() shut the connection
+        finally:
+            with self._lock:
+                self._conns.pop(conn, None)
+            conn.close()
+
+    def _answer(self, line: bytes, pid: int) -> dict[str, Any]:
+        try:
+            request = decode(line)
+            op = request.get("op")
+            if op == OP_GET_KEY:
+                dataset = request.get("dataset")
+                if not isinstance(dataset, str) or not dataset:
+                    raise BadRequestError("get_key needs a non-empty dataset name")
+                key = self._cache.get(dataset)
+                log.debug("served the key of dataset %s to pid %d", dataset, pid)
+                return {"ok": True, "dataset": dataset, "key": base64.b64encode(key).decode()}
+            if op == OP_HEALTH:
+                datasets, cached = sorted(self._cache.allowed), self._cache.cached()
+                return {"ok": True, "datasets": datasets, "cached": cached}
+            raise BadRequestError(f"unknown op; expected {OP_GET_KEY} or {OP_HEALTH}")
+        except JobRuntimeError as exc:
+            log.info("request from pid %d refused: %s", pid, exc.one_line())
+            return error_body(exc)
+        except Exception as exc:  # a bug: say what kind, never what data
+            log.error("unexpected %s answering pid %d", type(exc).__name__, pid)
+            return error_body(JobRuntimeError(f"unexpected {type(exc).__name__}"))

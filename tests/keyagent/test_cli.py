@@ -1,0 +1,132 @@
+"""``python -m jobruntime.keyagent`` as a real process: serve, SIGTERM, clean exit."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobruntime.keyagent.client import KeyAgentClient
+from jobruntime.keyagent.errors import KeyAgentUnavailableError, NoSuchKeyError, NotInSpecError
+from tests.conftest import Runs
+from verifier.run import verify_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def agent_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jobruntime.keyagent", *args]
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> tuple[Path, bytes]:
+    key = b"CLI-SENTINEL-" + os.urandom(19)
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"sales": base64.b64encode(key).decode()}))
+    return path, key
+
+
+def wait_ready(client: KeyAgentClient, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.health()
+            return
+        except KeyAgentUnavailableError:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.02)
+    pytest.fail("the key agent did not come up")
+
+
+def test_serves_and_exits_0_on_sigterm(shm_dir: Path, keys_file: tuple[Path, bytes]) -> None:
+    path, key = keys_file
+    sock = shm_dir / "run" / "agent.sock"
+    cmd = agent_cmd("--socket", str(sock), "--static-keys", str(path), "--log-level", "DEBUG")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        client = KeyAgentClient(sock)
+        wait_ready(client, proc)
+        assert client.get_key("sales") == key
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert not sock.exists()
+    assert "NOT FOR PRODUCTION" in stderr
+    assert "released the key of dataset sales" in stderr
+    for form in (key.hex(), base64.b64encode(key).decode(), "CLI-SENTINEL"):
+        assert form not in stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "exit_code", "line"),
+    [
+        ([], 2, "keyagent: config.invalid: no key source"),
+        (["--static-keys", "/nonexistent/keys.json"], 2, "keyagent: config.invalid: cannot read"),
+        (["--disk"], 22, "keyagent: keyagent.unsafe_dir: "),
+    ],
+)
+def test_refusals_are_one_line_with_their_exit_code(
+    shm_dir: Path,
+    tmp_path: Path,
+    keys_file: tuple[Path, bytes],
+    extra: list[str],
+    exit_code: int,
+    line: str,
+) -> None:
+    sock = shm_dir / "agent.sock"
+    if extra == ["--disk"]:
+        sock, extra = tmp_path / "agent.sock", ["--static-keys", str(keys_file[0])]
+    done = subprocess.run(
+        agent_cmd("--socket", str(sock), *extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == exit_code
+    errors = [s for s in done.stderr.splitlines() if s.startswith("keyagent:")]
+    assert len(errors) == 1 and errors[0].startswith(line), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not sock.exists()
+
+
+def test_bundle_limits_what_is_served(
+    runs: Runs, shm_dir: Path, tmp_path: Path, keys_file: tuple[Path, bytes]
+) -> None:
+    """A genuine verifier bundle: only the spec's datasets are served, whatever the file has."""
+    bundle = verify_run(runs.config(runs.approved())).parent
+    keys = {"customers_a": b"a" * 32, "extra": b"e" * 32}
+    path = tmp_path / "dev-keys.json"
+    path.write_text(json.dumps({k: base64.b64encode(v).decode() for k, v in keys.items()}))
+    sock = shm_dir / "agent.sock"
+    cmd = agent_cmd("--socket", str(sock), "--static-keys", str(path), "--bundle-dir", str(bundle))
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        client = KeyAgentClient(sock)
+        wait_ready(client, proc)
+        assert client.health()["datasets"] == ["customers_a", "customers_b", "overlap"]
+        assert client.get_key("customers_a") == keys["customers_a"]
+        with pytest.raises(NotInSpecError):
+            client.get_key("extra")
+        with pytest.raises(NoSuchKeyError):
+            client.get_key("overlap")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert not sock.exists()
