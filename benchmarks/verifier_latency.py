@@ -75,6 +75,10 @@ def main() -> int:
                             IMAGE,
                             "--output-dir",
                             str(tmp / f"out{i}"),
+                            "--tee",
+                            "emulated",
+                            "--emulated-tee-dir",
+                            str(emu.state / "tee"),
                             "--termination-log",
                             str(tmp / "t"),
                         ]

@@ -82,6 +82,10 @@ def verifier(run_id: str, module: Path, out: Path, expect: int = 0) -> str:
         str(WORK / "termination-log"),
         "--deadline",
         "5",
+        "--tee",
+        "emulated",
+        "--emulated-tee-dir",
+        str(STATE / "tee"),
         expect=expect,
     )
 
@@ -155,7 +159,7 @@ def main() -> int:
         with step("Submit a run of jobs/overlap.py; both data owners approve its digest"):
             run_id = submit_and_approve(module)
 
-        with step("job-verifier (init container): checks 1-8, bundle written 0600"):
+        with step("job-verifier (init container): checks 1-9, attested, bundle written 0600"):
             verifier(run_id, module, WORK / "bundle")
             bundle = json.loads((WORK / "bundle" / "verified-bundle.json").read_text())
             for line in bundle["receipt"]["checks"]:

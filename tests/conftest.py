@@ -110,6 +110,8 @@ class Runs:
             "output_dir": self.tmp / "bundle",
             "termination_log": self.tmp / "termination-log",
             "deadline": 3.0,
+            "tee": "emulated",
+            "emulated_tee_dir": self.emu.state / "tee",
         }
         values.update(overrides)
         return VerifierConfig(**values)

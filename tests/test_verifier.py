@@ -76,7 +76,10 @@ def test_verified_run_writes_a_complete_bundle(runs: Runs) -> None:
         "6. module digest",
         "7. image digest",
         "8. one-time claim",
+        "9. attestation",
     ]
+    assert bundle.receipt.attestation is not None
+    assert bundle.receipt.attestation["evidence_kind"] == "emulated"
     assert bundle.receipt.trust_root_digest == TrustRoot.load(runs.emu.trust_root).digest
     assert "key" not in json.dumps(bundle.receipt.model_dump(mode="json")).replace("keyid", "")
 
@@ -407,6 +410,10 @@ def cli(
         str(tmp_path / "termination"),
         "--deadline",
         "2",
+        "--tee",
+        "emulated",
+        "--emulated-tee-dir",
+        str(runs.emu.state / "tee"),
         *extra,
     ]
     return subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
@@ -446,6 +453,8 @@ def test_cli_reads_its_inputs_from_the_environment(runs: Runs, tmp_path: Path) -
         "JOB_IMAGE_DIGEST": IMAGE,
         "JOB_BUNDLE_DIR": str(tmp_path / "env-out"),
         "JOB_TERMINATION_LOG": str(tmp_path / "t"),
+        "JOB_TEE": "emulated",
+        "JOB_EMULATED_TEE_DIR": str(runs.emu.state / "tee"),
     }
     proc = subprocess.run(
         [sys.executable, "-m", "verifier"], capture_output=True, text=True, timeout=60, env=env
@@ -464,3 +473,48 @@ def test_cli_missing_inputs_is_a_config_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert (tmp_path / "t").read_text().startswith("config.invalid: missing --run-id")
+
+
+# --- 9. attestation, and executor mode ------------------------------------------------
+
+
+def test_debug_guest_evidence_is_refused_at_step_9(runs: Runs) -> None:
+    from jobruntime.attestation.providers.emulated import (
+        EMULATED_MEASUREMENT,
+        EmulatedProvider,
+        load_tee,
+    )
+    from verifier.attest import EvidenceAttestation
+
+    debug = EmulatedProvider(
+        load_tee(runs.emu.state / "tee"), measurement=EMULATED_MEASUREMENT, policy=0x30000 | 1 << 19
+    )
+    expect(
+        "attestation.debug", runs.config(runs.approved()), attestation=EvidenceAttestation(debug)
+    )
+
+
+def test_no_hardware_tee_here_is_a_clear_error(runs: Runs) -> None:
+    err = expect("attestation.no_tee", runs.config(runs.approved(), tee="auto"))
+    assert "configfs" in err.message or "sev-guest" in err.message
+
+
+def test_executor_mode_verifies_a_claimed_run_without_claiming(runs: Runs, tmp_path: Path) -> None:
+    run_id = runs.approved()
+    verify_run(runs.config(run_id))
+    path = verify_run(runs.config(run_id, mode="executor", output_dir=tmp_path / "executor"))
+    checks = VerifiedBundle.load(path.parent).receipt.checks
+    assert checks[-2:] == ["8. run claimed by the driver", "9. attestation"]
+
+
+def test_executor_mode_refuses_an_unclaimed_run(runs: Runs) -> None:
+    err = expect("claim.refused", runs.config(runs.approved(), mode="executor"))
+    assert "has not claimed it" in err.message
+
+
+def test_executor_mode_refuses_a_cancelled_run(runs: Runs, tmp_path: Path) -> None:
+    run_id = runs.approved()
+    verify_run(runs.config(run_id))
+    with runs.emu.client("operator") as c:
+        c.cancel(run_id)
+    expect("claim.cancelled", runs.config(run_id, mode="executor", output_dir=tmp_path / "x"))

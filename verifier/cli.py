@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from jobruntime.errors import ConfigError, JobRuntimeError
 from verifier.run import VerifierConfig, verify_run
@@ -44,7 +45,11 @@ _FLAGS: list[tuple[str, str, str, str | None]] = [
         "seconds to keep retrying the control plane",
         "60",
     ),
+    ("--mode", "JOB_VERIFIER_MODE", "driver (claims the run) or executor", "driver"),
+    ("--tee", "JOB_TEE", "evidence source: auto (hardware) or emulated", "auto"),
+    ("--emulated-tee-dir", "JOB_EMULATED_TEE_DIR", "the emulated TEE (with --tee emulated)", None),
 ]
+_OPTIONAL = {"--ca-bundle", "--token-file", "--emulated-tee-dir"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,9 +67,7 @@ def config_from(args: argparse.Namespace) -> VerifierConfig:
     missing = [
         f
         for f, _, _, _ in _FLAGS
-        if getattr(args, f[2:].replace("-", "_")) is None
-        and f != "--ca-bundle"
-        and f != "--token-file"
+        if getattr(args, f[2:].replace("-", "_")) is None and f not in _OPTIONAL
     ]
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (flag or environment)")
@@ -92,7 +95,18 @@ def config_from(args: argparse.Namespace) -> VerifierConfig:
         ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
         clock_skew=timedelta(seconds=skew),
         deadline=deadline,
+        mode=_mode(args.mode),
+        tee=args.tee,
+        emulated_tee_dir=Path(args.emulated_tee_dir) if args.emulated_tee_dir else None,
     )
+
+
+def _mode(value: str) -> Literal["driver", "executor"]:
+    if value == "driver":
+        return "driver"
+    if value == "executor":
+        return "executor"
+    raise ConfigError(f"--mode is driver or executor, not {value!r}")
 
 
 def write_termination(path: Path, line: str) -> None:

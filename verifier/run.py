@@ -10,10 +10,12 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from jobruntime.attestation.providers.choose import provider_for
+from jobruntime.controlplane.api import RunState
 from jobruntime.controlplane.client import ControlPlaneClient
-from jobruntime.errors import ClaimError, JobRuntimeError
+from jobruntime.errors import ClaimError, JobRuntimeError, RunCancelledError
 from jobruntime.signing import envelope
 from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
 from jobruntime.spec.bundle import Receipt, VerifiedBundle, write_atomically
@@ -31,6 +33,7 @@ from jobruntime.spec.checks import (
 from jobruntime.spec.codec import parse_model
 from jobruntime.spec.models import ClaimReceipt, utcnow
 from verifier import __version__
+from verifier.attest import EvidenceAttestation
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,16 @@ class VerifierConfig:
     ca_bundle: Path | None = None
     clock_skew: timedelta = timedelta(seconds=60)
     deadline: float = 60.0
+    mode: Literal["driver", "executor"] = "driver"
+    tee: str = "auto"
+    emulated_tee_dir: Path | None = None
 
 
 class AttestationStep(Protocol):
-    """Step 9, filled in by the attestation work: evidence bound to this run.
+    """Step 9: evidence bound to this run, sent to the control plane.
 
-    It gets the verified subject and the control-plane client, sends evidence whose
-    report_data binds the run, and returns a record for the bundle's receipt.
+    It gets the verified subject and the control-plane client and returns a record
+    for the bundle's receipt. ``verifier.attest.EvidenceAttestation`` is the default.
     """
 
     def attest(self, subject: Subject, client: ControlPlaneClient) -> dict[str, Any]: ...
@@ -89,15 +95,21 @@ def verify_run(
                 ImageDigest(config.image_digest),
             )
         ).verify(subject)
-        # 8. One-time claim: the control plane hands this run out once, and signs that.
-        claim_id = secrets.token_hex(32)
-        receipt = client.claim(config.run_id, claim_id)
-        check_claim_receipt(receipt, subject, claim_id, trust_root)
-        done.append("8. one-time claim")
-        # 9. Attestation evidence bound to the run (the attestation step plugs in here).
-        attested = attestation.attest(subject, client) if attestation else None
-        if attested is not None:
-            done.append("9. attestation")
+        if config.mode == "driver":
+            # 8. One-time claim: the control plane hands this run out once, and signs that.
+            claim_id = secrets.token_hex(32)
+            receipt = client.claim(config.run_id, claim_id)
+            check_claim_receipt(receipt, subject, claim_id, trust_root)
+            done.append("8. one-time claim")
+        else:
+            # 8. Executor: the driver's verifier claimed the run, and it is still live.
+            receipt = {}
+            require_claimed(client, config.run_id)
+            done.append("8. run claimed by the driver")
+        # 9. Attestation evidence bound to the run, recorded by the control plane.
+        step = attestation or EvidenceAttestation(provider_for(config.tee, config.emulated_tee_dir))
+        attested = step.attest(subject, client)
+        done.append("9. attestation")
     finally:
         if owned:
             client.close()
@@ -120,6 +132,14 @@ def verify_run(
         ),
     )
     return write_atomically(config.output_dir, bundle)
+
+
+def require_claimed(client: ControlPlaneClient, run_id: str) -> None:
+    state = client.status(run_id).state
+    if state is RunState.CANCELLED:
+        raise RunCancelledError(f"{run_id} is cancelled")
+    if state is not RunState.CLAIMED:
+        raise ClaimError(f"{run_id} is {state.value}: the driver's verifier has not claimed it")
 
 
 def check_claim_receipt(

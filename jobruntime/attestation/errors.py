@@ -101,3 +101,24 @@ class HostDataError(PolicyError):
 
 class ReportDataError(PolicyError):
     code = "attestation.report_data"
+
+
+# --- obtaining evidence ---------------------------------------------------------------
+
+
+class EvidenceError(AttestationError):
+    """An evidence document is malformed: wrong shape, encoding, kind or size."""
+
+    code = "attestation.evidence"
+
+
+class NoTeeError(AttestationError):
+    """No supported TEE interface is present on this machine (the emulator never counts)."""
+
+    code = "attestation.no_tee"
+
+
+class CollectError(AttestationError):
+    """A TEE interface is present but did not produce evidence (firmware, driver, tool)."""
+
+    code = "attestation.collect"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+import jobruntime.attestation.errors  # noqa: F401 - registers the codes mapped below
 from jobruntime.controlplane.api import (
     API_PREFIX,
     ApprovalRequest,
@@ -40,6 +41,7 @@ from jobruntime.controlplane.api import (
     SubmitResponse,
 )
 from jobruntime.errors import (
+    AttestationError,
     AuthError,
     ClaimError,
     ClaimReplayedError,
@@ -49,6 +51,7 @@ from jobruntime.errors import (
     NotFoundError,
     RunCancelledError,
     SpecTooLargeError,
+    all_error_types,
 )
 from jobruntime.spec.codec import MAX_SPEC_BYTES
 from jobruntime.spec.models import JobRunRequest
@@ -59,6 +62,11 @@ _CLAIM_REFUSALS: dict[str, type[ClaimError]] = {
     "claim.replayed": ClaimReplayedError,
     "claim.cancelled": RunCancelledError,
     "claim.not_approved": ClaimError,
+}
+
+
+_ATTESTATION_REFUSALS: dict[str, type[AttestationError]] = {
+    cls.code: cls for cls in all_error_types() if issubclass(cls, AttestationError)
 }
 
 
@@ -242,6 +250,9 @@ def _refusal(status: int, body: bytes, what: str) -> JobRuntimeError:
         return ControlPlaneUnavailableError(text, status, code)
     if code in _CLAIM_REFUSALS:
         return _CLAIM_REFUSALS[code](message)
+    if code.startswith("attestation."):
+        # The control plane judged our evidence: fail as attestation, with its code.
+        return _ATTESTATION_REFUSALS.get(code, AttestationError)(f"{message} ({code})")
     if status in (401, 403):
         return AuthError(text, status, code)
     if status == 404:

@@ -16,7 +16,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from jobruntime.attestation.emulated import EmulatedTee
-from jobruntime.attestation.providers.emulated import save_tee
+from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT, save_tee
+
+__all__ = ["EMULATED_MEASUREMENT"]  # re-exported: dev release policies name it
 from jobruntime.controlplane.api import Role
 from jobruntime.errors import ConfigError
 from jobruntime.signing.keys import Algorithm, SigningKey, write_private
@@ -31,8 +33,6 @@ DATABASE = "emulator.db"
 URL_FILE = "emulator.url"
 TEE_DIR = "tee"
 KEY_LIFETIME = timedelta(days=365)
-EMULATED_MEASUREMENT = hashlib.sha384(b"jobruntime emulated guest").digest()
-"""The launch measurement the emulated TEE reports; dev release policies allow it."""
 
 
 class PrincipalEntry(BaseModel):

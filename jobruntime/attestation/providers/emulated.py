@@ -10,6 +10,7 @@ are not saved: a loaded TEE signs reports but cannot issue a new VCEK.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -30,6 +31,8 @@ from jobruntime.errors import AttestationError, ConfigError
 from jobruntime.signing.keys import write_private
 
 ARK_FILE, ASK_FILE, VCEK_FILE, KEY_FILE = "ark.pem", "ask.pem", "vcek.pem", "vcek-key.pem"
+EMULATED_MEASUREMENT = hashlib.sha384(b"jobruntime emulated guest").digest()
+"""The launch measurement local pods report; dev release policies allow it."""
 
 
 @dataclass(frozen=True)
