@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
+from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
@@ -18,6 +21,11 @@ from jobruntime.spec.models import JobRunRequest, utcnow
 from verifier.run import VerifierConfig
 
 IMAGE = "sha256:" + "ab" * 32
+DATASETS = (
+    ("customers_a", "org-a", "in"),
+    ("customers_b", "org-b", "in"),
+    ("overlap", "org-a", "out"),
+)
 MODULE_SOURCE = b"def run(ctx):\n    return None\n"
 
 
@@ -98,6 +106,29 @@ class Runs:
         run_id = self.submit(**overrides)
         self.approve(run_id)
         return run_id
+
+    def keyed(self, policy: ReleasePolicy | None = None) -> str:
+        """An approved run whose three datasets have fresh master keys in the KMS."""
+        tag = secrets.token_hex(4)
+        policy = policy or ReleasePolicy(
+            evidence_kinds=[EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM, EvidenceKind.EMULATED],
+            measurements=[EMULATED_MEASUREMENT.hex()],
+        )
+        datasets = []
+        for name, owner, io in DATASETS:
+            key_id = f"{owner}/{name}-{tag}"
+            with self.emu.client(f"owner:{owner}") as c:
+                c.create_key(key_id, policy)
+            datasets.append(
+                (
+                    io,
+                    {"name": name, "uri": f"file:///data/{name}", "key_id": key_id, "owner": owner},
+                )
+            )
+        return self.approved(
+            inputs=[d for io, d in datasets if io == "in"],
+            outputs=[d for io, d in datasets if io == "out"],
+        )
 
     def config(self, run_id: str, **overrides: Any) -> VerifierConfig:
         values: dict[str, Any] = {

@@ -50,6 +50,29 @@ def parser() -> argparse.ArgumentParser:
         help="allow a socket directory that is not tmpfs/ramfs (local work only)",
     )
     p.add_argument(
+        "--control-plane-url",
+        default=env("JOB_CONTROL_PLANE_URL"),
+        help="the KMS's control plane [$JOB_CONTROL_PLANE_URL]",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=env("JOB_VERIFIER_TOKEN_FILE"),
+        help="the pod's bearer token [$JOB_VERIFIER_TOKEN_FILE]",
+    )
+    p.add_argument("--ca-bundle", type=Path, default=env("JOB_CA_BUNDLE"), help="[$JOB_CA_BUNDLE]")
+    p.add_argument(
+        "--tee",
+        default=env("JOB_TEE", "auto"),
+        help="evidence source: auto (hardware) or emulated [$JOB_TEE]",
+    )
+    p.add_argument(
+        "--emulated-tee-dir",
+        type=Path,
+        default=env("JOB_EMULATED_TEE_DIR"),
+        help="the emulated TEE, with --tee emulated [$JOB_EMULATED_TEE_DIR]",
+    )
+    p.add_argument(
         "--static-keys",
         type=Path,
         help="DEVELOPMENT ONLY, NOT FOR PRODUCTION: JSON {dataset: base64 key} "
@@ -73,23 +96,49 @@ def spec_datasets(bundle_dir: Path) -> frozenset[str]:
 
 
 def make_source(args: argparse.Namespace) -> KeySource:
-    """Build the agent's key source from the command line: THE SEAM for the KMS source.
+    """The KMS-backed source (attested release), or development keys if asked for.
 
-    Production wiring goes here: read the verified bundle in ``args.bundle_dir``,
-    attest once, and return a source whose ``allowed`` is :func:`spec_datasets` and
-    whose ``release`` asks the KMS (DESIGN.md, "Key release"). Until then only the
-    development source exists, and without ``--static-keys`` the agent refuses to
-    start rather than serve nothing silently.
+    The KMS source reads the run from the verified bundle, attests once now (so a
+    pod that cannot attest fails at start, not at its first read), and releases
+    each dataset the spec names at most once, on first request.
     """
-    if args.static_keys is None:
-        raise ConfigError(
-            "no key source: the KMS-backed source is not wired in yet; "
-            "--static-keys FILE serves development keys"
-        )
-    allowed = spec_datasets(args.bundle_dir) if args.bundle_dir else None
-    source = StaticKeySource.from_json_file(args.static_keys, allowed)
-    log.warning("serving static development keys from %s: NOT FOR PRODUCTION", args.static_keys)
-    return source
+    if args.static_keys is not None:
+        allowed = spec_datasets(args.bundle_dir) if args.bundle_dir else None
+        source = StaticKeySource.from_json_file(args.static_keys, allowed)
+        log.warning("serving static development keys from %s: NOT FOR PRODUCTION", args.static_keys)
+        return source
+    return kms_source(args)
+
+
+def kms_source(args: argparse.Namespace) -> KeySource:
+    from jobruntime.attestation.providers.choose import provider_for
+    from jobruntime.controlplane.client import ControlPlaneClient
+    from jobruntime.keyrelease.session import AttestedSession
+    from jobruntime.spec.bundle import VerifiedBundle
+
+    if args.bundle_dir is None or args.control_plane_url is None or args.token_file is None:
+        raise ConfigError("the KMS source needs --bundle-dir, --control-plane-url, --token-file")
+    try:
+        token = Path(args.token_file).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.token_file}: {exc.strerror}") from None
+    bundle = VerifiedBundle.load(args.bundle_dir)
+    client = ControlPlaneClient(args.control_plane_url, token, ca_bundle=args.ca_bundle)
+    session = AttestedSession(
+        client,
+        bundle.spec.run_id,
+        provider_for(args.tee, args.emulated_tee_dir),
+        purpose="key-agent",
+        allowed=spec_datasets(args.bundle_dir),
+    )
+    answer = session.attest()
+    log.info(
+        "attested %s (%s evidence); serving %d datasets",
+        bundle.spec.run_id,
+        answer.evidence_kind,
+        len(session.allowed),
+    )
+    return session
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -71,7 +71,7 @@ def test_serves_and_exits_0_on_sigterm(shm_dir: Path, keys_file: tuple[Path, byt
 @pytest.mark.parametrize(
     ("extra", "exit_code", "line"),
     [
-        ([], 2, "keyagent: config.invalid: no key source"),
+        ([], 2, "keyagent: config.invalid: the KMS source needs --bundle-dir"),
         (["--static-keys", "/nonexistent/keys.json"], 2, "keyagent: config.invalid: cannot read"),
         (["--disk"], 22, "keyagent: keyagent.unsafe_dir: "),
     ],
