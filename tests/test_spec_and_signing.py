@@ -101,7 +101,7 @@ def test_input_owners_must_be_in_the_approval_policy() -> None:
     bad = spec_dict(approval_policy={"required_owners": ["org-b"]})
     with pytest.raises(JobRuntimeError) as info:
         parse_model(JobRunSpec, as_bytes(bad), "spec")
-    assert "misses input owners: org-a" in info.value.message
+    assert "misses dataset owners: org-a" in info.value.message
 
 
 def test_dataset_names_are_unique() -> None:

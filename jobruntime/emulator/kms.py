@@ -285,7 +285,11 @@ def register(app: FastAPI, ctx: Context) -> None:
                 f"no key {dataset.key_id}",
                 dataset=req.dataset,
             )
-        # 3. The key's release policy accepts the evidence the session was opened with.
+        # 3. The key belongs to the dataset's owner, who had to approve this run.
+        if keys[0]["owner"] != dataset.owner:
+            raise refuse(now, "kms.release_denied", run_id, who, 403, "kms.key_owner",
+                         f"key {dataset.key_id} is not {dataset.owner}'s", dataset=req.dataset)
+        # 4. The key's release policy accepts the evidence the session was opened with.
         policy = ReleasePolicy.model_validate_json(keys[0]["policy"])
         report = AttestationReport.parse(bytes(session["report"]))
         try:
@@ -303,7 +307,7 @@ def register(app: FastAPI, ctx: Context) -> None:
                 exc.message,
                 dataset=req.dataset,
             ) from None
-        # 4. Wrapped to the key the evidence bound; the plaintext key never leaves memory.
+        # 5. Wrapped to the key the evidence bound; the plaintext key never leaves memory.
         wrapped = jwe.wrap(
             bytes(keys[0]["material"]), jwe.public_key(json.loads(session["public_jwk"]))
         )

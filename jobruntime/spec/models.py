@@ -126,9 +126,10 @@ class JobRunSpec(_RunBody):
 
     @model_validator(mode="after")
     def _owners_approve(self) -> JobRunSpec:
-        missing = sorted({d.owner for d in self.inputs} - set(self.approval_policy.required_owners))
+        owners = {d.owner for d in (*self.inputs, *self.outputs)}
+        missing = sorted(owners - set(self.approval_policy.required_owners))
         if missing:
-            raise ValueError(f"approval_policy misses input owners: {', '.join(missing)}")
+            raise ValueError(f"approval_policy misses dataset owners: {', '.join(missing)}")
         return self
 
     def dataset(self, name: str) -> Dataset | None:
