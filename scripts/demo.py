@@ -1,9 +1,11 @@
-"""`make demo`: the signed-run and verification flow against a real local emulator.
+"""`make demo`: signed runs, verification, attestation and key release, for real.
 
-It starts the emulator, submits a run of jobs/overlap.py, collects both data
-owners' approvals, runs job-verifier as a Kubernetes init container would, shows
-two refusals (a replayed claim and an edited module), verifies the audit chain,
-and stops what it started. (The end-to-end issue adds the Spark run itself.)
+It starts the emulator, has the data owners create dataset keys, submits a run of
+jobs/overlap.py, collects both owners' approvals, runs job-verifier as a
+Kubernetes init container would (attesting with the emulated TEE), starts the key
+agent sidecar and reads keys from its socket, shows refusals (a key outside the
+spec, a replayed claim, an edited module), verifies the audit chain, and stops
+what it started. (The end-to-end issue adds the Spark run itself.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
 from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.errors import JobRuntimeError
+from jobruntime.keyagent.client import KeyAgentClient
+from jobruntime.keyagent.process import KeyAgentProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
@@ -128,6 +134,35 @@ def request(module: Path) -> Path:
     return path
 
 
+def create_keys() -> None:
+    measurement = EMULATED_MEASUREMENT.hex()
+    for key_id in ("org-a/customers", "org-b/customers", "org-a/overlap"):
+        cli(
+            "jobruntime",
+            "kms",
+            "create-key",
+            key_id,
+            "--measurement",
+            measurement,
+            "--allow-emulated",
+            "--emulator-state",
+            str(STATE),
+        )
+
+
+def key_agent(emulator: EmulatorProcess, run_id: str) -> None:
+    with KeyAgentProcess(emulator, WORK / "bundle") as agent:
+        console.print(f"key agent for {run_id} listening on {agent.socket} (0600, tmpfs)")
+        client = KeyAgentClient(agent.socket)
+        for name in ("customers_a", "customers_b"):
+            key = client.get_key(name)
+            console.print(f"  [green]ok[/green]  {name}: a {len(key)}-byte key, held in memory")
+        try:
+            client.get_key("payroll")
+        except JobRuntimeError as exc:
+            console.print(f"  [red]refused[/red]  payroll: {exc.one_line()}")
+
+
 def submit_and_approve(module: Path) -> str:
     out = cli("jobruntime", "runs", "submit", str(request(module)), "--emulator-state", str(STATE))
     run_id = out.split()[1]
@@ -156,6 +191,9 @@ def main() -> int:
             emulator.start()
             console.print(f"listening on {emulator.url}; keys, tokens, trust root in {STATE}")
 
+        with step("Data owners create dataset master keys in the KMS, with release policies"):
+            create_keys()
+
         with step("Submit a run of jobs/overlap.py; both data owners approve its digest"):
             run_id = submit_and_approve(module)
 
@@ -164,6 +202,9 @@ def main() -> int:
             bundle = json.loads((WORK / "bundle" / "verified-bundle.json").read_text())
             for line in bundle["receipt"]["checks"]:
                 console.print(f"  [green]ok[/green]  {line}")
+
+        with step("Key agent (sidecar): attests once, gets the spec's keys, serves a reader"):
+            key_agent(emulator, run_id)
 
         with step("Refusal: the same run claimed a second time"):
             verifier(run_id, module, WORK / "bundle-replay", expect=15)

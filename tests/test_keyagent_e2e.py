@@ -12,8 +12,8 @@ import pytest
 
 from jobruntime.errors import JobRuntimeError
 from jobruntime.keyagent.client import KeyAgentClient
+from jobruntime.keyagent.process import KeyAgentProcess
 from tests.conftest import Runs
-from tests.keyagent_proc import KeyAgentProcess
 from verifier.run import verify_run
 
 

@@ -1,4 +1,8 @@
-"""A real key-agent sidecar process for a verified run, as a pod would start it."""
+"""Start a real key-agent sidecar process for a verified run, as a pod would.
+
+Used by the demo, the tests and the benchmarks; the socket goes in a fresh
+directory under /dev/shm (memory-backed), and everything is removed on exit.
+"""
 
 from __future__ import annotations
 
