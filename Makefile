@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+AZURITE := node_modules/.bin/azurite-blob
+
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(AZURITE)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -24,7 +30,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(AZURITE)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
@@ -36,4 +42,4 @@ openapi: $(STAMP)
 	$(BIN)/jobruntime emulator openapi > docs/openapi.json
 
 clean:
-	rm -rf $(VENV) .demo .state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .demo .state .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,29 @@ DATASETS = (
     ("overlap", "org-a", "out"),
 )
 MODULE_SOURCE = b"def run(ctx):\n    return None\n"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local SparkSession for the whole run: starting one takes about 10 s here."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    from jobruntime.datasource import register
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("jobruntime-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.python.filterPushdown.enabled", "true")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    register(session)
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -185,3 +185,37 @@ class ReleaseResponse(_Wire):
     dataset: str
     key_id: str
     jwe: str = Field(description="compact JWE (ECDH-ES+A256KW, A256GCM) to the session's key")
+
+
+# --- dataset versions: the control plane's record of each dataset's latest manifest ----
+
+
+class DatasetRef(_Wire):
+    """Which dataset: an owner names its URI; a pod names a dataset of its attested run."""
+
+    uri: str | None = Field(default=None, max_length=2048)
+    session: str | None = None
+    dataset: Name | None = None
+
+
+class PublishVersion(DatasetRef):
+    key_id: str | None = None
+    version: Annotated[int, Field(ge=1)]
+    manifest_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class DatasetVersion(_Wire):
+    uri: str
+    key_id: str
+    version: int
+    manifest_digest: str
+    updated_at: datetime
+
+
+class OwnerAccessRequest(_Wire):
+    public_jwk: dict[str, Any] = Field(description="the owner's ephemeral P-384 public key")
+
+
+class OwnerAccessResponse(_Wire):
+    key_id: str
+    jwe: str

@@ -31,8 +31,13 @@ from jobruntime.controlplane.api import (
     ClaimRequest,
     ClaimResponse,
     CreateKeyRequest,
+    DatasetRef,
+    DatasetVersion,
     Health,
     KeyInfo,
+    OwnerAccessRequest,
+    OwnerAccessResponse,
+    PublishVersion,
     ReleasePolicy,
     ReleaseRequest,
     ReleaseResponse,
@@ -164,6 +169,17 @@ class ControlPlaneClient:
     def key_info(self, key_id: str) -> KeyInfo:
         return self._call("GET", f"/kms/keys/{key_id}", KeyInfo)
 
+    def owner_key(self, key_id: str) -> bytes:
+        """An owner's own dataset key, wrapped to a fresh ephemeral key; memory only."""
+        from jobruntime.keyrelease.jwe import EphemeralKey
+
+        ephemeral = EphemeralKey()
+        body = OwnerAccessRequest(public_jwk=ephemeral.public_jwk).model_dump()
+        answer = self._call(
+            "POST", f"/kms/keys/{key_id}/owner-access", OwnerAccessResponse, body=body
+        )
+        return ephemeral.unwrap(answer.jwe)
+
     def challenge(self, run_id: str) -> Challenge:
         body = ChallengeRequest(run_id=run_id).model_dump()
         return self._call("POST", "/kms/challenge", Challenge, body=body)
@@ -172,6 +188,19 @@ class ControlPlaneClient:
         # A nonce is single-use: a retried attest would be refused, so do not retry reads.
         body = request.model_dump(mode="json")
         return self._call("POST", "/kms/attest", AttestResponse, body=body, idempotent=False)
+
+    def latest_version(self, ref: DatasetRef) -> DatasetVersion | None:
+        try:
+            return self._call(
+                "POST", "/datasets/latest", DatasetVersion, body=ref.model_dump(exclude_none=True)
+            )
+        except NotFoundError:
+            return None
+
+    def publish_version(self, request: PublishVersion) -> DatasetVersion:
+        return self._call(
+            "POST", "/datasets/publish", DatasetVersion, body=request.model_dump(exclude_none=True)
+        )
 
     def release(self, session: str, dataset: str) -> ReleaseResponse:
         body = ReleaseRequest(session=session, dataset=dataset).model_dump()

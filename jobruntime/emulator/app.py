@@ -35,7 +35,7 @@ from jobruntime.controlplane.api import (
     SignedRun,
     SubmitResponse,
 )
-from jobruntime.emulator import kms
+from jobruntime.emulator import datasets, kms
 from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
 from jobruntime.emulator.state import (
     Principal,
@@ -298,4 +298,5 @@ def create_app(state_dir: Path) -> FastAPI:
         return AuditLog(entries=store.audit_entries())
 
     kms.register(app, ctx)
+    datasets.register(app, ctx)
     return app

@@ -40,6 +40,8 @@ from jobruntime.controlplane.api import (
     CreateKeyRequest,
     EvidenceKind,
     KeyInfo,
+    OwnerAccessRequest,
+    OwnerAccessResponse,
     ReleasePolicy,
     ReleaseRequest,
     ReleaseResponse,
@@ -118,6 +120,21 @@ def register(app: FastAPI, ctx: Context) -> None:
         if who.role is Role.OWNER and rows[0]["owner"] != who.org:
             raise ApiError(403, "auth.forbidden", f"{who.name} does not own {key_id}")
         return key_info(dict(rows[0]))
+
+    @app.post(f"{API_PREFIX}/kms/keys/{{key_id:path}}/owner-access", tags=["kms"])
+    def owner_access(
+        key_id: str, req: OwnerAccessRequest, who: Principal = owner
+    ) -> OwnerAccessResponse:
+        """An owner's own use of its key (encrypting, decrypting its data): no attestation,
+        only the owner's token, wrapped to its ephemeral key, and audited."""
+        rows = store.read("SELECT * FROM kms_keys WHERE key_id = ?", key_id)
+        if not rows:
+            raise ApiError(404, "kms.key_unknown", f"no key {key_id}")
+        if rows[0]["owner"] != who.org:
+            raise ApiError(403, "auth.forbidden", f"{who.name} does not own {key_id}")
+        wrapped = jwe.wrap(bytes(rows[0]["material"]), jwe.public_key(req.public_jwk))
+        ctx.audit(utcnow(), "kms.owner_access", None, who.name, {"key_id": key_id})
+        return OwnerAccessResponse(key_id=key_id, jwe=wrapped)
 
     @app.post(f"{API_PREFIX}/kms/challenge", tags=["kms"])
     def challenge(req: ChallengeRequest, who: Principal = pod) -> Challenge:
@@ -287,8 +304,16 @@ def register(app: FastAPI, ctx: Context) -> None:
             )
         # 3. The key belongs to the dataset's owner, who had to approve this run.
         if keys[0]["owner"] != dataset.owner:
-            raise refuse(now, "kms.release_denied", run_id, who, 403, "kms.key_owner",
-                         f"key {dataset.key_id} is not {dataset.owner}'s", dataset=req.dataset)
+            raise refuse(
+                now,
+                "kms.release_denied",
+                run_id,
+                who,
+                403,
+                "kms.key_owner",
+                f"key {dataset.key_id} is not {dataset.owner}'s",
+                dataset=req.dataset,
+            )
         # 4. The key's release policy accepts the evidence the session was opened with.
         policy = ReleasePolicy.model_validate_json(keys[0]["policy"])
         report = AttestationReport.parse(bytes(session["report"]))

@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS kms_sessions (
     report BLOB NOT NULL,
     expires_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dataset_versions (
+    uri TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     entry TEXT NOT NULL

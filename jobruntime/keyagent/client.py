@@ -28,6 +28,8 @@ from jobruntime.keyagent.protocol import (
     MAX_RESPONSE,
     OP_GET_KEY,
     OP_HEALTH,
+    OP_LATEST_VERSION,
+    OP_RECORD_VERSION,
     decode,
     encode,
     read_line,
@@ -48,6 +50,21 @@ class KeyAgentClient:
             return base64.b64decode(key, validate=True)
         except binascii.Error:
             raise KeyAgentError(f"the key agent sent no valid key for {dataset!r}") from None
+
+    def latest_version(self, dataset: str) -> tuple[int, str] | None:
+        """The control plane's record of the dataset's latest version, via the agent."""
+        body = self._call({"op": OP_LATEST_VERSION, "dataset": dataset})
+        version, digest = body.get("version"), body.get("digest")
+        if version is None:
+            return None
+        if not isinstance(version, int) or not isinstance(digest, str):
+            raise KeyAgentError(f"the key agent's version answer for {dataset!r} is malformed")
+        return version, digest
+
+    def record_version(self, dataset: str, version: int, digest: str) -> None:
+        self._call(
+            {"op": OP_RECORD_VERSION, "dataset": dataset, "version": version, "digest": digest}
+        )
 
     def health(self) -> dict[str, Any]:
         """``{"ok": true, "datasets": [...], "cached": [...]}``: names only."""

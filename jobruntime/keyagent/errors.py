@@ -99,3 +99,15 @@ def _by_code() -> list[type[KeyAgentError]]:
         found.append(cls)
         stack.extend(cls.__subclasses__())
     return found
+
+
+class NoRegistryError(KeyAgentError):
+    """This agent's key source keeps no record of dataset versions."""
+
+    code = "keyagent.no_registry"
+
+
+class VersionConflictError(KeyAgentError):
+    """A version was recorded out of order (another writer got there first)."""
+
+    code = "dataset.version_conflict"

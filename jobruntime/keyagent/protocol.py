@@ -4,6 +4,13 @@ Requests::
 
     {"op": "get_key", "dataset": "<name>"}  -> {"ok": true, "dataset": "<name>", "key": "<base64>"}
     {"op": "health"}                        -> {"ok": true, "datasets": [...], "cached": [...]}
+    {"op": "latest_version", "dataset": "<name>"}
+                                            -> {"ok": true, "version": n or null, "digest": ...}
+    {"op": "record_version", "dataset": "<name>", "version": n, "digest": "sha256:..."}
+                                            -> {"ok": true}
+
+The version ops pass through to the control plane's record of each dataset's
+latest manifest, so readers refuse a rolled-back dataset and writers publish.
 
 Any failure -> ``{"ok": false, "code": "...", "message": "..."}``. Lines are small
 and bounded so that neither side buffers more than it must, and so that a JVM
@@ -24,6 +31,8 @@ MAX_RESPONSE = 64 * 1024  # health lists at most a few hundred dataset names
 
 OP_GET_KEY = "get_key"
 OP_HEALTH = "health"
+OP_LATEST_VERSION = "latest_version"
+OP_RECORD_VERSION = "record_version"
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:

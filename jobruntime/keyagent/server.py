@@ -22,19 +22,27 @@ from typing import Any
 
 from jobruntime.errors import JobRuntimeError
 from jobruntime.keyagent.cache import KeyCache
-from jobruntime.keyagent.errors import BadRequestError, PeerRefusedError, RequestTooLargeError
+from jobruntime.keyagent.errors import (
+    BadRequestError,
+    NoRegistryError,
+    NotInSpecError,
+    PeerRefusedError,
+    RequestTooLargeError,
+)
 from jobruntime.keyagent.listener import open_listener, remove_if_ours
 from jobruntime.keyagent.peercred import peer_credentials
 from jobruntime.keyagent.protocol import (
     MAX_REQUEST,
     OP_GET_KEY,
     OP_HEALTH,
+    OP_LATEST_VERSION,
+    OP_RECORD_VERSION,
     decode,
     encode,
     error_body,
     read_line,
 )
-from jobruntime.keyagent.source import KeySource
+from jobruntime.keyagent.source import KeySource, VersionSource
 
 log = logging.getLogger("jobruntime.keyagent")
 
@@ -59,6 +67,7 @@ class KeyAgentServer:
     ) -> None:
         self.socket_path = Path(os.path.abspath(socket_path))
         self._cache = KeyCache(source)
+        self._source = source
         self._uid = os.geteuid()
         self._idle_timeout = idle_timeout
         self._listener, self._file_id = open_listener(self.socket_path, memory_fs=require_memory_fs)
@@ -184,6 +193,28 @@ class KeyAgentServer:
                 self._conns.pop(conn, None)
             conn.close()
 
+    def _version(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Dataset versions, for datasets of the spec only, through the key source."""
+        dataset = request.get("dataset")
+        if not isinstance(dataset, str) or dataset not in self._cache.allowed:
+            raise NotInSpecError(f"the verified spec does not name dataset {dataset!r}")
+        source = self._source
+        if not hasattr(source, "latest_version"):
+            raise NoRegistryError("this key agent's source records no dataset versions")
+        registry: VersionSource = source  # type: ignore[assignment]
+        if op == OP_LATEST_VERSION:
+            found = registry.latest_version(dataset)
+            return {
+                "ok": True,
+                "version": found[0] if found else None,
+                "digest": found[1] if found else None,
+            }
+        version, digest = request.get("version"), request.get("digest")
+        if not isinstance(version, int) or not isinstance(digest, str):
+            raise BadRequestError("record_version needs an integer version and a digest")
+        registry.record_version(dataset, version, digest)
+        return {"ok": True}
+
     def _answer(self, line: bytes, pid: int) -> dict[str, Any]:
         try:
             request = decode(line)
@@ -198,6 +229,8 @@ class KeyAgentServer:
             if op == OP_HEALTH:
                 datasets, cached = sorted(self._cache.allowed), self._cache.cached()
                 return {"ok": True, "datasets": datasets, "cached": cached}
+            if op in (OP_LATEST_VERSION, OP_RECORD_VERSION):
+                return self._version(op, request)
             raise BadRequestError(f"unknown op; expected {OP_GET_KEY} or {OP_HEALTH}")
         except JobRuntimeError as exc:
             log.info("request from pid %d refused: %s", pid, exc.one_line())

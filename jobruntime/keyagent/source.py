@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
 from jobruntime.errors import ConfigError
-from jobruntime.keyagent.errors import NoSuchKeyError
+from jobruntime.keyagent.errors import NoSuchKeyError, VersionConflictError
 
 
 class KeySource(Protocol):
@@ -37,6 +38,14 @@ class KeySource(Protocol):
         ...
 
 
+class VersionSource(Protocol):
+    """Optional for a source: the control plane's record of each dataset's latest version."""
+
+    def latest_version(self, dataset: str) -> tuple[int, str] | None: ...
+
+    def record_version(self, dataset: str, version: int, digest: str) -> None: ...
+
+
 class StaticKeySource:
     """Keys handed over in memory. NOT FOR PRODUCTION: nothing is attested or released.
 
@@ -47,6 +56,21 @@ class StaticKeySource:
     def __init__(self, keys: Mapping[str, bytes], allowed: Iterable[str] | None = None) -> None:
         self._keys = dict(keys)
         self._allowed = frozenset(self._keys if allowed is None else allowed)
+        self._versions: dict[str, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def latest_version(self, dataset: str) -> tuple[int, str] | None:
+        """In memory, for this agent's life only: a stand-in for the control plane."""
+        return self._versions.get(dataset)
+
+    def record_version(self, dataset: str, version: int, digest: str) -> None:
+        with self._lock:
+            current = self._versions.get(dataset, (0, ""))[0]
+            if version != current + 1:
+                raise VersionConflictError(
+                    f"{dataset}: version {version} does not follow recorded {current}"
+                )
+            self._versions[dataset] = (version, digest)
 
     @property
     def allowed(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from jobruntime.attestation.providers.base import EvidenceProvider
-from jobruntime.controlplane.api import AttestRequest, AttestResponse
+from jobruntime.controlplane.api import AttestRequest, AttestResponse, DatasetRef, PublishVersion
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.keyrelease.binding import report_data
 from jobruntime.keyrelease.jwe import EphemeralKey, KeyWrapError
@@ -54,12 +54,26 @@ class AttestedSession:
         self.attestations += 1
         return answer
 
-    def release(self, dataset: str) -> bytes:
-        """One dataset key, unwrapped in memory; attests first if it has not yet."""
+    def latest_version(self, dataset: str) -> tuple[int, str] | None:
+        found = self._client.latest_version(DatasetRef(session=self._session(), dataset=dataset))
+        return (found.version, found.manifest_digest) if found else None
+
+    def record_version(self, dataset: str, version: int, digest: str) -> None:
+        self._client.publish_version(
+            PublishVersion(
+                session=self._session(), dataset=dataset, version=version, manifest_digest=digest
+            )
+        )
+
+    def _session(self) -> str:
         if self._token is None:
             self.attest()
         assert self._token is not None
-        answer = self._client.release(self._token, dataset)
+        return self._token
+
+    def release(self, dataset: str) -> bytes:
+        """One dataset key, unwrapped in memory; attests first if it has not yet."""
+        answer = self._client.release(self._session(), dataset)
         if answer.dataset != dataset:
             raise KeyWrapError(f"asked for {dataset}, the KMS answered for {answer.dataset}")
         self.releases += 1

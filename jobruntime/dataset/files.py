@@ -1,0 +1,118 @@
+"""One encrypted Parquet file: written from Arrow batches, read back only once verified.
+
+A file's whole ciphertext is hashed and compared with the manifest before any of
+it is decrypted, so no row of a replaced or altered file ever reaches a caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobruntime.dataset import pme
+from jobruntime.dataset.errors import (
+    DecryptError,
+    FileCorruptError,
+    FileMissingError,
+    FileTruncatedError,
+)
+from jobruntime.dataset.manifest import FileEntry
+from jobruntime.storage.base import Storage, StorageNotFoundError
+
+ROW_GROUP_ROWS = 128 * 1024
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str
+    size: int
+    sha256: str
+    rows: int
+    row_groups: int
+
+
+def encrypt(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, key_id: str, key: bytes
+) -> tuple[bytes, int, int]:
+    """PME Parquet bytes of the batches, with their row and row-group counts."""
+    sink = pa.BufferOutputStream()
+    rows = 0
+    with pq.ParquetWriter(
+        sink,
+        schema,
+        encryption_properties=pme.encryption_properties(key_id, key),
+        compression="zstd",
+    ) as writer:
+        for batch in batches:
+            if batch.num_rows:
+                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+                rows += batch.num_rows
+    data = sink.getvalue().to_pybytes()
+    groups = pq.ParquetFile(
+        pa.BufferReader(data), decryption_properties=pme.decryption_properties(key_id, key)
+    )
+    return data, rows, groups.metadata.num_row_groups
+
+
+def write(
+    storage: Storage,
+    path: str,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    key_id: str,
+    key: bytes,
+) -> WrittenFile:
+    data, rows, groups = encrypt(batches, schema, key_id, key)
+    storage.write(path, data)
+    return WrittenFile(path, len(data), hashlib.sha256(data).hexdigest(), rows, groups)
+
+
+def read_verified(storage: Storage, entry: FileEntry, dataset: str) -> bytes:
+    """The file's bytes, only if they are exactly what the manifest lists."""
+    try:
+        data: bytes = storage.read(entry.path)
+    except StorageNotFoundError:
+        raise FileMissingError(f"{dataset}: file {entry.path} is missing") from None
+    if len(data) != entry.size:
+        raise FileTruncatedError(
+            f"{dataset}: file {entry.path} is {len(data)} bytes, the manifest says {entry.size}"
+        )
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), entry.sha256):
+        raise FileCorruptError(f"{dataset}: file {entry.path} was replaced or altered")
+    return data
+
+
+RowGroupFilter = Callable[[pq.RowGroupMetaData], bool]
+
+
+def decrypt(
+    data: bytes,
+    key_id: str,
+    key: bytes,
+    dataset: str,
+    path: str,
+    keep: RowGroupFilter | None = None,
+    columns: list[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of the row groups ``keep`` accepts (all by default)."""
+    try:
+        pf = pq.ParquetFile(
+            pa.BufferReader(data), decryption_properties=pme.decryption_properties(key_id, key)
+        )
+        groups = [
+            i
+            for i in range(pf.metadata.num_row_groups)
+            if keep is None or keep(pf.metadata.row_group(i))
+        ]
+        if groups:
+            yield from pf.iter_batches(row_groups=groups, columns=columns)
+    except (OSError, ValueError) as exc:
+        # pyarrow's messages can quote bytes of the file: keep only the kind.
+        raise DecryptError(
+            f"{dataset}: file {path} could not be decrypted ({type(exc).__name__})"
+        ) from None

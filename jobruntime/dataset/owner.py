@@ -1,0 +1,144 @@
+"""A data owner's own work on its datasets, without Spark: encrypt, decrypt, inspect.
+
+The owner's key comes from the KMS owner API into memory; files are written and
+published exactly as the Spark writer does (staging, checked parts, one manifest).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from jobruntime.dataset import files, versions
+from jobruntime.dataset.errors import DatasetError, ManifestMissingError
+from jobruntime.dataset.manifest import Manifest
+from jobruntime.errors import ConfigError
+from jobruntime.storage.base import Storage
+
+Progress = Callable[[int], None]  # rows done so far
+
+
+def source_batches(
+    path: Path, batch_rows: int = 64 * 1024
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """CSV or Parquet, streamed in batches so a large source never sits in memory whole."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            pf = pq.ParquetFile(path)
+            return pf.schema_arrow, pf.iter_batches(batch_size=batch_rows)
+        if suffix == ".csv":
+            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22))
+            return reader.schema, iter(reader)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ConfigError(f"cannot read {path}: {type(exc).__name__}") from None
+    raise ConfigError(f"{path}: only .csv and .parquet sources are supported")
+
+
+def encrypt(
+    source: Path,
+    storage: Storage,
+    uri: str,
+    key_id: str,
+    key: bytes,
+    registry: versions.VersionRegistry | None,
+    rows_per_file: int = 1_000_000,
+    progress: Progress | None = None,
+) -> Manifest:
+    schema, batches = source_batches(source)
+    write_id = versions.new_write_id()
+    staged: list[tuple[int, files.WrittenFile]] = []
+    done = 0
+    try:
+        for index, chunk in enumerate(_chunks(batches, rows_per_file)):
+            path = versions.staging_path(write_id, index, 0)
+            part = files.write(storage, path, chunk, schema, key_id, key)
+            staged.append((index, part))
+            done += part.rows
+            if progress:
+                progress(done)
+        return versions.commit(storage, uri, key_id, key, schema, staged, registry)
+    finally:
+        versions.abort(storage, write_id)
+
+
+def _chunks(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+    chunk: list[pa.RecordBatch] = []
+    size = 0
+    for batch in batches:
+        chunk.append(batch)
+        size += batch.num_rows
+        if size >= rows:
+            yield chunk
+            chunk, size = [], 0
+    if chunk or size == 0:
+        yield chunk
+
+
+def latest(
+    storage: Storage,
+    uri: str,
+    key_id: str | None,
+    key: bytes,
+    registry: versions.VersionRegistry | None,
+) -> Manifest:
+    manifest = versions.open_latest(storage, uri, key_id, key, registry)
+    if manifest is None:
+        raise ManifestMissingError(f"{uri}: no version has been written")
+    return manifest
+
+
+def decrypt(
+    storage: Storage,
+    uri: str,
+    key_id: str | None,
+    key: bytes,
+    registry: versions.VersionRegistry | None,
+    target: Path,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Write the plaintext to ``target`` (Parquet or CSV), 0600, whole or not at all."""
+    manifest = latest(storage, uri, key_id, key, registry)
+    suffix = target.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"{target}: write .parquet or .csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".decrypt-", dir=target.parent)  # 0600
+    os.close(fd)
+    done = 0
+    try:
+        schema = manifest.schema
+        writer: pq.ParquetWriter | pacsv.CSVWriter = (
+            pq.ParquetWriter(tmp, schema) if suffix == ".parquet" else pacsv.CSVWriter(tmp, schema)
+        )
+        with writer:
+            for entry in manifest.files:
+                data = files.read_verified(storage, entry, uri)
+                for batch in files.decrypt(data, manifest.key_id, key, uri, entry.path):
+                    writer.write_batch(batch)
+                    done += batch.num_rows
+                    if progress:
+                        progress(done)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def describe(storage: Storage, uri: str) -> Manifest:
+    """The newest manifest as stored, NOT authenticated (inspect holds no key)."""
+    present = versions.local_versions(storage)
+    if not present:
+        raise ManifestMissingError(f"{uri}: no manifest found")
+    data = storage.read(versions.manifest_path(present[-1]))
+    try:
+        return Manifest.model_validate_json(data)
+    except ValueError:
+        raise DatasetError(f"{uri}: manifest v{present[-1]:06d} is malformed") from None

@@ -1,0 +1,128 @@
+"""The control plane's record of each dataset's latest version (rollback protection).
+
+Readers compare the manifest they find with the one recorded here; writers record
+the version they publish, which must follow the recorded one. Owners act on
+datasets under their own keys; pods act, through their attestation session, on
+the datasets of their run (reading inputs and outputs, publishing outputs only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from jobruntime.controlplane.api import (
+    API_PREFIX,
+    DatasetRef,
+    DatasetVersion,
+    PublishVersion,
+    Role,
+    RunState,
+)
+from jobruntime.emulator.context import ApiError, Context
+from jobruntime.emulator.state import Principal
+from jobruntime.spec.models import JobRunSpec, utcnow
+
+
+def register(app: FastAPI, ctx: Context) -> None:
+    store = ctx.store
+    caller = ctx.dependency(Role.OWNER, Role.OPERATOR, Role.VERIFIER)
+
+    def resolve(ref: DatasetRef, who: Principal, publish: bool) -> tuple[str, str | None]:
+        """(uri, key id from the run's spec, if a pod asks) after checking who may."""
+        if who.role is Role.VERIFIER:
+            if not ref.session or not ref.dataset:
+                raise ApiError(400, "request.invalid", "a pod names its session and dataset")
+            digest = hashlib.sha256(ref.session.encode()).hexdigest()
+            rows = store.read("SELECT * FROM kms_sessions WHERE token_hash = ?", digest)
+            if not rows or datetime.fromisoformat(rows[0]["expires_at"]) < utcnow():
+                raise ApiError(403, "kms.session_invalid", "no valid attestation session")
+            run = store.run(rows[0]["run_id"])
+            assert run is not None
+            if RunState(run["state"]) is RunState.CANCELLED:
+                raise ApiError(409, "kms.run_cancelled", f"{run['run_id']} is cancelled")
+            spec = JobRunSpec.model_validate_json(run["spec"])
+            names = spec.outputs if publish else (*spec.inputs, *spec.outputs)
+            found = next((d for d in names if d.name == ref.dataset), None)
+            if found is None:
+                raise ApiError(
+                    403,
+                    "kms.dataset_not_in_spec",
+                    f"{ref.dataset} is not a dataset this run may {'write' if publish else 'read'}",
+                )
+            return found.uri, found.key_id
+        if not ref.uri:
+            raise ApiError(400, "request.invalid", "name the dataset by its uri")
+        return ref.uri, None
+
+    def current(db: sqlite3.Connection | None, uri: str) -> sqlite3.Row | None:
+        if db is None:
+            rows = store.read("SELECT * FROM dataset_versions WHERE uri = ?", uri)
+            return rows[0] if rows else None
+        row: sqlite3.Row | None = db.execute(
+            "SELECT * FROM dataset_versions WHERE uri = ?", (uri,)
+        ).fetchone()
+        return row
+
+    def owns(who: Principal, key_id: str) -> bool:
+        return who.role is not Role.OWNER or key_id.split("/", 1)[0] == who.org
+
+    @app.post(f"{API_PREFIX}/datasets/latest", tags=["datasets"])
+    def latest(ref: DatasetRef, who: Principal = caller) -> DatasetVersion:
+        uri, _ = resolve(ref, who, publish=False)
+        row = current(None, uri)
+        if row is None or not owns(who, row["key_id"]):
+            raise ApiError(404, "dataset.unknown", "no version is recorded for this dataset")
+        return DatasetVersion(
+            uri=uri,
+            key_id=row["key_id"],
+            version=row["version"],
+            manifest_digest=row["manifest_digest"],
+            updated_at=row["updated_at"],
+        )
+
+    @app.post(f"{API_PREFIX}/datasets/publish", tags=["datasets"])
+    def publish(req: PublishVersion, who: Principal = caller) -> DatasetVersion:
+        """Record a new latest version: exactly one more than the recorded one."""
+        if who.role is Role.OPERATOR:
+            raise ApiError(403, "auth.forbidden", "operators do not publish datasets")
+        uri, spec_key = resolve(req, who, publish=True)
+        key_id = spec_key or req.key_id
+        if not key_id or not owns(who, key_id):
+            raise ApiError(403, "auth.forbidden", f"{who.name} may not publish under this key")
+        now = utcnow()
+        with store.tx() as db:
+            row = current(db, uri)
+            have = row["version"] if row else 0
+            if row is not None and row["key_id"] != key_id:
+                raise ApiError(
+                    409, "dataset.key_changed", "the dataset is recorded under another key"
+                )
+            if req.version != have + 1:
+                raise ApiError(
+                    409,
+                    "dataset.version_conflict",
+                    f"version {req.version} does not follow recorded {have}",
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO dataset_versions VALUES (?, ?, ?, ?, ?)",
+                (uri, key_id, req.version, req.manifest_digest, now.isoformat()),
+            )
+            store.audit(
+                db,
+                now,
+                "dataset.published",
+                None,
+                who.name,
+                {"uri": uri, "version": req.version, "manifest": req.manifest_digest},
+            )
+        return DatasetVersion(
+            uri=uri,
+            key_id=key_id,
+            version=req.version,
+            manifest_digest=req.manifest_digest,
+            updated_at=now,
+        )

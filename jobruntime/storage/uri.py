@@ -1,0 +1,115 @@
+"""From a dataset URI in a job spec to a ``Storage``.
+
+Forms: ``file:///abs/path`` or a plain path (local); ``az://<container>/<prefix>`` (Azure,
+with a connection string from the config or the environment); and
+``https://<account>.blob.core.windows.net/<container>/<prefix>`` (Azure, with
+``StorageConfig.azure_credential``). Emulator URLs on a loopback host are path-style,
+``http://127.0.0.1:<port>/<account>/<container>/<prefix>``. URIs carry no credentials:
+a query string (a SAS token) is refused, so secrets are only ever in ``StorageConfig``
+or the environment. The Azure SDK is imported only when an Azure URI is opened.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from jobruntime.storage.base import Storage
+from jobruntime.storage.errors import StorageConfigError
+from jobruntime.storage.local import LocalStorage
+
+if TYPE_CHECKING:
+    from jobruntime.storage.azure import AzureBlobStorage
+
+CONNECTION_STRING_ENV = ("JOBRUNTIME_AZURE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Credentials for remote storage; neither field is ever shown in a repr."""
+
+    azure_connection_string: str | None = field(default=None, repr=False)
+    azure_credential: object | None = field(default=None, repr=False)
+
+
+def open_storage(uri: str, *, config: StorageConfig | None = None) -> Storage:
+    """The storage rooted at ``uri``; ``StorageConfigError`` if it cannot be opened."""
+    config = config or StorageConfig()
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if not scheme:
+        return LocalStorage(Path(uri))
+    shown = f"{scheme}://{parts.hostname or ''}{parts.path}"  # never the query or userinfo
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise StorageConfigError(
+            f"storage URI {shown!r} must not carry a query, fragment or user info; "
+            "give credentials in StorageConfig or the environment"
+        )
+    if scheme == "file":
+        return _local(parts, shown)
+    if scheme == "az":
+        return _azure_named(parts, shown, config)
+    if scheme in ("https", "http"):
+        return _azure_url(parts, shown, config)
+    raise StorageConfigError(f"unsupported storage URI scheme {scheme!r}")
+
+
+def _local(parts: SplitResult, shown: str) -> LocalStorage:
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise StorageConfigError(f"{shown!r} is not a file URI of an absolute local path")
+    return LocalStorage(Path(unquote(parts.path)))
+
+
+def _connection_string(config: StorageConfig) -> str:
+    if config.azure_connection_string:
+        return config.azure_connection_string
+    for name in CONNECTION_STRING_ENV:
+        value = os.environ.get(name)
+        if value:
+            return value
+    raise StorageConfigError(
+        "no Azure connection string: set StorageConfig.azure_connection_string or "
+        + " or ".join(CONNECTION_STRING_ENV)
+    )
+
+
+def _azure_named(parts: SplitResult, shown: str, config: StorageConfig) -> AzureBlobStorage:
+    from jobruntime.storage.azure import AzureBlobStorage
+
+    if not parts.netloc:
+        raise StorageConfigError(f"{shown!r} names no container: use az://<container>/<prefix>")
+    return AzureBlobStorage(
+        parts.netloc,
+        unquote(parts.path),
+        connection_string=_connection_string(config),
+    )
+
+
+def _azure_url(parts: SplitResult, shown: str, config: StorageConfig) -> AzureBlobStorage:
+    from jobruntime.storage.azure import AzureBlobStorage
+
+    host = (parts.hostname or "").lower()
+    segments = unquote(parts.path).strip("/").split("/", 2 if host in _LOOPBACK else 1)
+    if host in _LOOPBACK and len(segments) >= 2:  # emulator, path-style: /<account>/...
+        account_url = f"{parts.scheme}://{parts.netloc}/{segments.pop(0)}"
+    elif ".blob." in host and parts.scheme == "https":
+        account_url = f"https://{parts.netloc}"
+    else:
+        raise StorageConfigError(
+            f"{shown!r} is not an Azure Blob URL: use https://<account>.blob.core.windows.net/"
+            "<container>/<prefix> (http only for an emulator on a loopback address)"
+        )
+    if not segments[0]:
+        raise StorageConfigError(f"{shown!r} names no container")
+    if config.azure_credential is None:
+        raise StorageConfigError(f"no credential for {shown!r}: set StorageConfig.azure_credential")
+    return AzureBlobStorage(
+        segments[0],
+        segments[1] if len(segments) > 1 else "",
+        account_url=account_url,
+        credential=config.azure_credential,
+    )
