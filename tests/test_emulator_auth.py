@@ -69,6 +69,25 @@ def _attest_body(_: Runs, run_id: str) -> Any:
     }
 
 
+def _latest_body(_: Runs, __: str) -> Any:
+    return {"uri": "file:///nowhere", "session": "not-a-session", "dataset": "customers_a"}
+
+
+def _publish_body(_: Runs, __: str) -> Any:
+    return {
+        "uri": f"file:///auth-{secrets.token_hex(4)}",
+        "key_id": "org-a/auth",
+        "version": 1,
+        "manifest_digest": "sha256:" + "0" * 64,
+        "session": "not-a-session",
+        "dataset": "overlap",
+    }
+
+
+def _owner_access_body(_: Runs, __: str) -> Any:
+    return {"public_jwk": {}}
+
+
 def _release_body(_: Runs, __: str) -> Any:
     return {"session": "not-a-session", "dataset": "customers_a"}
 
@@ -79,7 +98,10 @@ class Endpoint:
     path: str  # OpenAPI template: {run_id} is filled with a real run
     allowed: frozenset[str]
     body: Body | None = None
-    expected: int = 200  # what an allowed caller gets with this body
+    expected: int | dict[str, int] = 200  # what an allowed caller gets with this body
+
+    def expect(self, role: str) -> int:
+        return self.expected if isinstance(self.expected, int) else self.expected[role]
 
     @property
     def id(self) -> str:
@@ -107,6 +129,24 @@ ENDPOINTS = (
     # Refused for its made-up nonce and session, not for the caller.
     Endpoint("POST", "/v1/kms/attest", frozenset({"verifier"}), _attest_body, 409),
     Endpoint("POST", "/v1/kms/release", frozenset({"verifier"}), _release_body, 403),
+    Endpoint(
+        "POST", "/v1/kms/keys/{key_id}/owner-access", frozenset({"owner"}), _owner_access_body, 404
+    ),
+    # Owners and operators name a URI nobody wrote; a pod's made-up session is refused.
+    Endpoint(
+        "POST",
+        "/v1/datasets/latest",
+        frozenset({"owner", "operator", "verifier"}),
+        _latest_body,
+        {"owner": 404, "operator": 404, "verifier": 403},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/datasets/publish",
+        frozenset({"owner", "verifier"}),
+        _publish_body,
+        {"owner": 200, "verifier": 403},
+    ),
 )
 
 FORBIDDEN = [
@@ -222,7 +262,7 @@ def test_role_allowed_is_not_refused(
     body = ep.body(runs, run_id) if ep.body else None
     resp = call(emulator, ep, run_id, bearer(emulator, PRINCIPAL[role]), body)
     assert not resp.json().get("error", {}).get("code", "").startswith("auth."), resp.text
-    assert resp.status_code == ep.expected, resp.text
+    assert resp.status_code == ep.expect(role), resp.text
 
 
 def test_refusals_are_audited(emulator: EmulatorProcess, run_id: str) -> None:
