@@ -20,7 +20,10 @@ from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
 from jobruntime.spec.checks import decode
 from jobruntime.spec.models import JobRunRequest, utcnow
+from tests.azurite import AzuriteProcess, azurite
 from verifier.run import VerifierConfig
+
+__all__ = ["azurite"]  # the session fixture, for every test folder
 
 IMAGE = "sha256:" + "ab" * 32
 DATASETS = (
@@ -32,8 +35,13 @@ MODULE_SOURCE = b"def run(ctx):\n    return None\n"
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local SparkSession for the whole run: starting one takes about 10 s here."""
+def spark(azurite: AzuriteProcess) -> Iterator[Any]:
+    """One local SparkSession for the whole run: starting one takes about 10 s here.
+
+    Its Python workers inherit this environment, so the Azurite connection string
+    set here is how executors reach az:// datasets (never a data source option).
+    """
+    os.environ["JOBRUNTIME_AZURE_CONNECTION_STRING"] = azurite.connection_string
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
@@ -132,9 +140,10 @@ class Runs:
         self.approve(run_id)
         return run_id
 
-    def keyed(self, policy: ReleasePolicy | None = None) -> str:
+    def keyed(self, policy: ReleasePolicy | None = None, uris: dict[str, str] | None = None) -> str:
         """An approved run whose three datasets have fresh master keys in the KMS."""
         tag = secrets.token_hex(4)
+        uris = uris or {}
         policy = policy or ReleasePolicy(
             evidence_kinds=[EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM, EvidenceKind.EMULATED],
             measurements=[EMULATED_MEASUREMENT.hex()],
@@ -147,7 +156,12 @@ class Runs:
             datasets.append(
                 (
                     io,
-                    {"name": name, "uri": f"file:///data/{name}", "key_id": key_id, "owner": owner},
+                    {
+                        "name": name,
+                        "uri": uris.get(name, f"file:///data/{name}"),
+                        "key_id": key_id,
+                        "owner": owner,
+                    },
                 )
             )
         return self.approved(

@@ -61,16 +61,19 @@ def _progress(title: str) -> Iterator[Any]:
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     ) as bar:
         task = bar.add_task(title, total=None)
         yield lambda rows: bar.update(task, completed=rows)
 
 
 def encrypt(args: argparse.Namespace) -> int:
+    schema, batches = owner.source_batches(args.source)  # a bad source fails before any key
     with _owner(args) as client, _progress(f"encrypting {args.source.name}") as progress:
         registry = ControlPlaneRegistry(client, args.to, args.key)
         manifest = owner.encrypt(
-            args.source,
+            schema,
+            batches,
             open_storage(args.to),
             args.to,
             args.key,

@@ -42,7 +42,8 @@ def source_batches(
 
 
 def encrypt(
-    source: Path,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
     storage: Storage,
     uri: str,
     key_id: str,
@@ -51,7 +52,6 @@ def encrypt(
     rows_per_file: int = 1_000_000,
     progress: Progress | None = None,
 ) -> Manifest:
-    schema, batches = source_batches(source)
     write_id = versions.new_write_id()
     staged: list[tuple[int, files.WrittenFile]] = []
     done = 0

@@ -110,3 +110,18 @@ def test_plain_pyarrow_with_a_kms_client_reads_what_spark_wrote(
     assert meta.num_row_groups >= 1
     assert part.read_bytes()[-4:] == b"PARE"  # encrypted footer mode
     assert isinstance(table, pa.Table)
+
+
+def test_azure_blob_round_trip_through_azurite(spark: Any, agent: Agent) -> None:
+    """Executors reach Azurite with the connection string from their environment."""
+    import secrets
+
+    uri = f"az://t{secrets.token_hex(6)}/datasets/sales"
+    table = sales_table(3000)
+    agent.write(spark.createDataFrame(table.to_pandas()).repartition(3), "sales", uri)
+    back = agent.reader(spark, "sales", uri)
+    assert rows(back) == rows(spark.createDataFrame(table.to_pandas()))
+    storage = open_storage(uri)
+    assert local_versions(storage) == [1]
+    assert len([o for o in storage.list() if o.path.endswith(".parquet")]) == 3
+    assert not [o for o in storage.list() if o.path.startswith("_staging/")]

@@ -9,9 +9,7 @@ import pytest
 
 from jobruntime.storage import LocalStorage, Storage
 from jobruntime.storage.azure import AzureBlobStorage
-from tests.azurite import AzuriteProcess, azurite
-
-__all__ = ["azurite"]  # the session fixture, re-exported for pytest
+from tests.azurite import AzuriteProcess
 
 
 def azure_storage(server: AzuriteProcess, prefix: str = "datasets/run-1") -> AzureBlobStorage:

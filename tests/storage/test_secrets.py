@@ -103,6 +103,7 @@ def test_config_and_environment_are_not_echoed(monkeypatch: pytest.MonkeyPatch) 
     config = StorageConfig(azure_connection_string=connection_string("http://h/x"))
     assert SENTINEL not in repr(config)
     assert SENTINEL not in repr(open_storage("az://c1x/p", config=config))
+    monkeypatch.delenv("JOBRUNTIME_AZURE_CONNECTION_STRING", raising=False)  # Spark's, if set
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", f"broken{SENTINEL}")
     with pytest.raises(StorageConfigError) as info:
         open_storage("az://c1x/p")
