@@ -28,6 +28,8 @@ class RunState(StrEnum):
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
     CLAIMED = "claimed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
     CANCELLED = "cancelled"
 
 
@@ -61,6 +63,23 @@ class RunStatus(_Wire):
     claimed_at: datetime | None = None
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+    finished_at: datetime | None = None
+    outcome_reason: str | None = None
+    outputs: list[OutputReport] = Field(default_factory=list)
+
+
+class OutputReport(_Wire):
+    dataset: Name
+    version: Annotated[int, Field(ge=1)]
+    manifest_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class CompleteRequest(_Wire):
+    """The driver's last word: how the run ended and what it published."""
+
+    outcome: Literal["succeeded", "failed"]
+    reason: str | None = Field(default=None, max_length=300)
+    outputs: list[OutputReport] = Field(default_factory=list, max_length=64)
 
 
 class SignedRun(_Wire):

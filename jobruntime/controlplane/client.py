@@ -30,6 +30,7 @@ from jobruntime.controlplane.api import (
     ChallengeRequest,
     ClaimRequest,
     ClaimResponse,
+    CompleteRequest,
     CreateKeyRequest,
     DatasetRef,
     DatasetVersion,
@@ -152,6 +153,10 @@ class ControlPlaneClient:
     def claim(self, run_id: str, claim_id: str) -> dict[str, Any]:
         body = ClaimRequest(claim_id=claim_id).model_dump()
         return self._call("POST", f"/runs/{run_id}/claim", ClaimResponse, body=body).receipt
+
+    def complete(self, run_id: str, request: CompleteRequest) -> RunStatus:
+        body = request.model_dump(mode="json")
+        return self._call("POST", f"/runs/{run_id}/complete", RunStatus, body=body)
 
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> RunStatus:
         body = CancelRequest(reason=reason).model_dump()

@@ -11,4 +11,6 @@ from typing import Any
 def register(spark: Any) -> None:
     from jobruntime.datasource.source import ConfidentialDataSource
 
+    # Spark refuses a reader with pushFilters() unless this is on.
+    spark.conf.set("spark.sql.python.filterPushdown.enabled", "true")
     spark.dataSource.register(ConfidentialDataSource)

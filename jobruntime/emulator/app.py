@@ -28,7 +28,9 @@ from jobruntime.controlplane.api import (
     CancelRequest,
     ClaimRequest,
     ClaimResponse,
+    CompleteRequest,
     Health,
+    OutputReport,
     Role,
     RunState,
     RunStatus,
@@ -109,6 +111,9 @@ def create_app(state_dir: Path) -> FastAPI:
             claimed_at=row["claimed_at"],
             cancelled_at=row["cancelled_at"],
             cancel_reason=row["cancel_reason"],
+            finished_at=row["finished_at"],
+            outcome_reason=row["outcome_reason"],
+            outputs=[OutputReport.model_validate(o) for o in json.loads(row["outputs"] or "[]")],
         )
 
     Any_ = ctx.dependency(*Role)
@@ -243,15 +248,16 @@ def create_app(state_dir: Path) -> FastAPI:
             state = RunState(row["state"])
             if state is RunState.CLAIMED and row["claim_id"] == req.claim_id:
                 return ClaimResponse(receipt=json.loads(row["claim_receipt"]))
-            refusal = {
-                RunState.CLAIMED: (409, "claim.replayed", f"{run_id} was already claimed"),
-                RunState.CANCELLED: (409, "claim.cancelled", f"{run_id} is cancelled"),
-                RunState.PENDING_APPROVAL: (
-                    409,
-                    "claim.not_approved",
-                    f"{run_id} is still waiting for approvals",
-                ),
-            }.get(state)
+            refusal = None
+            if state is not RunState.APPROVED:
+                refusal = {
+                    RunState.CANCELLED: (409, "claim.cancelled", f"{run_id} is cancelled"),
+                    RunState.PENDING_APPROVAL: (
+                        409,
+                        "claim.not_approved",
+                        f"{run_id} is still waiting for approvals",
+                    ),
+                }.get(state, (409, "claim.replayed", f"{run_id} was already claimed"))
             if refusal is not None:
                 store.audit(db, now, "claim.denied", run_id, who.name, {"reason": refusal[1]})
             else:
@@ -277,10 +283,59 @@ def create_app(state_dir: Path) -> FastAPI:
             raise ApiError(*refusal)
         return ClaimResponse(receipt=signed)
 
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}/complete", tags=["runs"])
+    def complete(run_id: str, req: CompleteRequest, who: Principal = Verifier) -> RunStatus:
+        """The driver reports the outcome and each output's published manifest digest."""
+        now = utcnow()
+        row = load_run(run_id, who)
+        state = RunState(row["state"])
+        if state is not RunState.CLAIMED:
+            raise ApiError(409, "run.not_running", f"{run_id} is {state.value}, not running")
+        spec = JobRunSpec.model_validate_json(row["spec"])
+        outputs = {d.name: d for d in spec.outputs}
+        for out in req.outputs:
+            declared = outputs.get(out.dataset)
+            if declared is None:
+                raise ApiError(409, "run.output_mismatch", f"{out.dataset} is not an output")
+            recorded = store.read("SELECT * FROM dataset_versions WHERE uri = ?", declared.uri)
+            if not recorded or (recorded[0]["version"], recorded[0]["manifest_digest"]) != (
+                out.version,
+                out.manifest_digest,
+            ):
+                raise ApiError(
+                    409,
+                    "run.output_mismatch",
+                    f"{out.dataset} v{out.version} is not the recorded latest version",
+                )
+        final = RunState.SUCCEEDED if req.outcome == "succeeded" else RunState.FAILED
+        with store.tx() as db:
+            store.set_state(
+                db,
+                run_id,
+                final,
+                finished_at=now.isoformat(),
+                outcome_reason=req.reason,
+                outputs=json.dumps([o.model_dump() for o in req.outputs]),
+            )
+            store.audit(
+                db,
+                now,
+                f"run.{final.value}",
+                run_id,
+                who.name,
+                {
+                    "reason": req.reason,
+                    "outputs": {o.dataset: o.manifest_digest for o in req.outputs},
+                },
+            )
+        return status_of(load_run(run_id, who))
+
     @app.post(f"{API_PREFIX}/runs/{{run_id}}/cancel", tags=["runs"])
     def cancel(run_id: str, req: CancelRequest, who: Principal = Canceller) -> RunStatus:
         now = utcnow()
         row = load_run(run_id, who)
+        if RunState(row["state"]) in (RunState.SUCCEEDED, RunState.FAILED):
+            raise ApiError(409, "run.finished", f"{run_id} has already finished")
         if RunState(row["state"]) is not RunState.CANCELLED:
             with store.tx() as db:
                 store.set_state(

@@ -266,6 +266,17 @@ def register(app: FastAPI, ctx: Context) -> None:
         row = ctx.load_run(run_id, who)
         spec = JobRunSpec.model_validate_json(row["spec"])
         # 1. The run is still live.
+        if RunState(row["state"]) in (RunState.SUCCEEDED, RunState.FAILED):
+            raise refuse(
+                now,
+                "kms.release_denied",
+                run_id,
+                who,
+                409,
+                "kms.run_finished",
+                f"{run_id} has finished",
+                dataset=req.dataset,
+            )
         if RunState(row["state"]) is RunState.CANCELLED:
             raise refuse(
                 now,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.emulator.state import URL_FILE, load_tokens
+from jobruntime.errors import JobRuntimeError
 
 
 class EmulatorProcess:
@@ -89,6 +90,21 @@ class EmulatorProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+    @classmethod
+    def attach(cls, state: Path) -> EmulatorProcess | None:
+        """An emulator already serving this state (started elsewhere), if it answers."""
+        url_file = state / URL_FILE
+        if not url_file.exists():
+            return None
+        emu = cls(state)
+        emu.url = url_file.read_text().strip()
+        try:
+            with emu.client("operator", retry_for=1.0) as c:
+                c.health()
+        except JobRuntimeError:
+            return None
+        return emu
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

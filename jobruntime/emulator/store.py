@@ -32,7 +32,10 @@ CREATE TABLE IF NOT EXISTS runs (
     claimed_at TEXT,
     claim_receipt TEXT,
     cancelled_at TEXT,
-    cancel_reason TEXT
+    cancel_reason TEXT,
+    finished_at TEXT,
+    outcome_reason TEXT,
+    outputs TEXT
 );
 CREATE TABLE IF NOT EXISTS approvals (
     run_id TEXT NOT NULL,

@@ -1,0 +1,104 @@
+"""``jobruntime submit``: run a job module locally, verified, attested and encrypted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from jobruntime.errors import ConfigError
+from jobruntime.job.submit import SubmitPlan, driver_reason, submit
+
+console = Console(stderr=True, highlight=False)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("submit", help="run a job module on Spark against the local emulator")
+    p.add_argument("module", type=Path, help="the job module, e.g. jobs/overlap.py")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=URI")
+    p.add_argument("--output", action="append", default=[], metavar="NAME=URI")
+    p.add_argument(
+        "--output-key",
+        action="append",
+        default=[],
+        metavar="NAME=ORG/KEY",
+        help="the output's master key (default ORG-OF-FIRST-INPUT/NAME)",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a job parameter; VALUE is read as JSON if it parses, else text",
+    )
+    p.add_argument(
+        "--master",
+        default="local[2]",
+        help="local[2] (default) or spark://HOST:PORT from `jobruntime cluster up`",
+    )
+    p.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark configuration"
+    )
+    p.add_argument("--emulator-state", type=Path, default=Path(".state/emulator"))
+    p.add_argument(
+        "--no-auto-approve",
+        action="store_true",
+        help="wait for `jobruntime approve` instead of the emulator's dev owner keys",
+    )
+    p.set_defaults(handler=run)
+
+
+def pairs(values: list[str], what: str) -> dict[str, str]:
+    found = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise ConfigError(f"{what} takes NAME=VALUE, not {value!r}")
+        found[name] = rest
+    return found
+
+
+def _param(text: str) -> bool | int | float | str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, bool | int | float | str) else text
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = SubmitPlan(
+        module=args.module,
+        inputs=pairs(args.input, "--input"),
+        outputs=pairs(args.output, "--output"),
+        params={k: _param(v) for k, v in pairs(args.param, "--param").items()},
+        state=args.emulator_state,
+        master=args.master,
+        output_keys=pairs(args.output_key, "--output-key"),
+        auto_approve=not args.no_auto_approve,
+        spark_conf=pairs(args.conf, "--conf"),
+    )
+    with console.status("starting") as status:
+
+        def report(line: str) -> None:
+            status.update(line)
+            console.log(line)
+
+        result = submit(plan, report)
+    for title, seconds in result.timings:
+        console.print(f"  {seconds:6.1f} s  {title}")
+    if result.exit_code != 0:
+        reason = driver_reason(result.driver_log) if result.driver_log else ""
+        console.print(f"[red]run {result.run_id} failed[/red] (exit {result.exit_code}): {reason}")
+        console.print(f"driver log: {result.driver_log}")
+        return result.exit_code
+    for name, uri in result.outputs.items():
+        print(f"{result.run_id}: {name} written encrypted to {uri}")
+        print(
+            f"  decrypt as its owner: jobruntime dataset decrypt {uri} --to {name}.csv "
+            f"--key <its key id> --emulator-state {args.emulator_state}"
+        )
+    return 0

@@ -1,0 +1,263 @@
+"""``jobruntime submit``: the whole local flow of one job run, as a pod would live it.
+
+1. Build the request (module digest, datasets and their keys) and submit it; the
+   owners approve (the emulator's dev owner keys, or the real ``jobruntime approve``).
+2. Run ``job-verifier`` and start the key agent, in a memory-backed work directory.
+3. Call the real ``spark-submit`` with ``spark-conf/`` on ``local[2]`` or a
+   standalone master, running ``jobruntime.job.driver``.
+4. Report where the encrypted result is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
+from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy, RunState
+from jobruntime.dataset.owner import describe
+from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.errors import ConfigError, JobRuntimeError, NotFoundError
+from jobruntime.job import driver
+from jobruntime.keyagent.process import KeyAgentProcess
+from jobruntime.signing.approvals import sign_approval
+from jobruntime.signing.keys import SigningKey
+from jobruntime.spec.checks import decode
+from jobruntime.spec.models import JobRunRequest, utcnow
+from jobruntime.storage.uri import open_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_IMAGE = "sha256:" + hashlib.sha256(b"jobruntime local image").hexdigest()
+DEV_POLICY = ReleasePolicy(
+    evidence_kinds=[EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM, EvidenceKind.EMULATED],
+    measurements=[EMULATED_MEASUREMENT.hex()],
+)
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class SubmitPlan:
+    module: Path
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    params: dict[str, bool | int | float | str]
+    state: Path
+    master: str = "local[2]"
+    output_keys: dict[str, str] = field(default_factory=dict)
+    auto_approve: bool = True
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    conf_dir: Path = ROOT / "spark-conf"
+
+
+@dataclass
+class SubmitResult:
+    run_id: str
+    exit_code: int
+    outputs: dict[str, str]
+    timings: list[tuple[str, float]]
+    driver_log: Path | None = None
+
+
+@contextmanager
+def emulator_for(state: Path) -> Iterator[EmulatorProcess]:
+    """The emulator serving this state, started (and stopped) here if none is running."""
+    running = EmulatorProcess.attach(state)
+    if running is not None:
+        yield running
+        return
+    with EmulatorProcess(state) as started:
+        yield started
+
+
+def _key_ids(plan: SubmitPlan) -> tuple[dict[str, str], dict[str, str]]:
+    """Input keys from their manifests; output keys given or named after the first owner."""
+    inputs = {}
+    for name, uri in plan.inputs.items():
+        inputs[name] = describe(open_storage(uri), uri).key_id
+    owner = next(iter(inputs.values()), "org-a/").split("/", 1)[0]
+    outputs = {name: plan.output_keys.get(name, f"{owner}/{name}") for name in plan.outputs}
+    return inputs, outputs
+
+
+def _ensure_keys(emu: EmulatorProcess, key_ids: list[str]) -> None:
+    for key_id in key_ids:
+        org = key_id.split("/", 1)[0]
+        with emu.client(f"owner:{org}") as c:
+            try:
+                c.key_info(key_id)
+            except NotFoundError:
+                c.create_key(key_id, DEV_POLICY)
+
+
+def build_request(
+    plan: SubmitPlan, in_keys: dict[str, str], out_keys: dict[str, str]
+) -> JobRunRequest:
+    def dataset(name: str, uri: str, key_id: str) -> dict[str, str]:
+        return {"name": name, "uri": uri, "key_id": key_id, "owner": key_id.split("/", 1)[0]}
+
+    return JobRunRequest.model_validate(
+        {
+            "job_id": plan.module.stem.replace("_", "-"),
+            "workspace": "local",
+            "module": {
+                "import_name": f"jobs.{plan.module.stem}",
+                "sha256": hashlib.sha256(plan.module.read_bytes()).hexdigest(),
+            },
+            "image_digest": LOCAL_IMAGE,
+            "parameters": plan.params,
+            "inputs": [dataset(n, u, in_keys[n]) for n, u in plan.inputs.items()],
+            "outputs": [dataset(n, u, out_keys[n]) for n, u in plan.outputs.items()],
+        }
+    )
+
+
+def _approve(emu: EmulatorProcess, run_id: str, auto: bool, report: Report) -> None:
+    with emu.client("submitter") as c:
+        subject = decode(c.signed_run_bytes(run_id), utcnow())
+        if auto:
+            for owner in subject.spec.approval_policy.required_owners:
+                key = SigningKey.load(emu.owner_key(owner))
+                with emu.client(f"owner:{owner}") as oc:
+                    oc.approve(
+                        run_id,
+                        sign_approval(subject.spec, subject.spec_digest, owner, key, utcnow()),
+                    )
+                report(f"{owner} approved {subject.spec_digest[:19]}… (dev key)")
+        deadline = time.monotonic() + 600
+        while c.status(run_id).state is RunState.PENDING_APPROVAL:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"{run_id} was not approved within 10 minutes")
+            report(f"waiting for approvals: jobruntime approve {run_id} --owner ORG --key KEY")
+            time.sleep(5)
+
+
+def _verifier(emu: EmulatorProcess, run_id: str, module: Path, work: Path, token: Path) -> None:
+    cmd = [
+        str(Path(sys.executable).parent / "job-verifier"),
+        "--run-id",
+        run_id,
+        "--control-plane-url",
+        emu.url,
+        "--token-file",
+        str(token),
+        "--trust-root",
+        str(emu.trust_root),
+        "--module",
+        str(module),
+        "--image-digest",
+        LOCAL_IMAGE,
+        "--output-dir",
+        str(work / "bundle"),
+        "--termination-log",
+        str(work / "termination-log"),
+        "--tee",
+        "emulated",
+        "--emulated-tee-dir",
+        str(emu.state / "tee"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        reason = (
+            (work / "termination-log").read_text() if (work / "termination-log").exists() else ""
+        )
+        raise JobRuntimeError(f"job-verifier refused the run: {reason or proc.stderr.strip()}")
+
+
+def spark_submit_command(plan: SubmitPlan) -> list[str]:
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    cmd = [
+        str(spark_home / "bin" / "spark-submit"),
+        "--master",
+        plan.master,
+        "--properties-file",
+        str(plan.conf_dir / "spark-defaults.conf"),
+    ]
+    for key, value in plan.spark_conf.items():
+        cmd += ["--conf", f"{key}={value}"]
+    return [*cmd, driver.__file__]
+
+
+def spark_environment(
+    plan: SubmitPlan, emu: EmulatorProcess, work: Path, agent: KeyAgentProcess, token: Path
+) -> dict[str, str]:
+    """The venv for spark-submit and its Python workers, and the pod's JOB_* settings."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_CONF_DIR": str(plan.conf_dir),
+        "JOB_BUNDLE_DIR": str(work / "bundle"),
+        "JOB_KEYAGENT_SOCKET": str(agent.socket),
+        "JOB_MODULE_PATH": str(plan.module.resolve()),
+        "JOB_CONTROL_PLANE_URL": emu.url,
+        "JOB_VERIFIER_TOKEN_FILE": str(token),
+    }
+
+
+def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
+    timings: list[tuple[str, float]] = []
+
+    @contextmanager
+    def step(title: str) -> Iterator[None]:
+        report(title)
+        started = time.perf_counter()
+        yield
+        timings.append((title, time.perf_counter() - started))
+
+    if not plan.module.is_file():
+        raise ConfigError(f"no job module at {plan.module}")
+    with emulator_for(plan.state) as emu:
+        with step("submit the run and collect the owners' approvals"):
+            in_keys, out_keys = _key_ids(plan)
+            _ensure_keys(emu, list(out_keys.values()))
+            with emu.client("submitter") as c:
+                run_id = c.submit(build_request(plan, in_keys, out_keys)).run_id
+            report(f"submitted {run_id}")
+            _approve(emu, run_id, plan.auto_approve, report)
+        work = Path(tempfile.mkdtemp(prefix="jobruntime-", dir="/dev/shm"))
+        log = plan.state / "runs" / f"{run_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            token = work / "token"
+            token.write_text(emu.token("verifier"))
+            with step("job-verifier: checks 1-9 and attestation"):
+                _verifier(emu, run_id, plan.module.resolve(), work, token)
+            with ExitStack() as stack:
+                with step("key agent: attest once, release the spec's keys"):
+                    agent = stack.enter_context(KeyAgentProcess(emu, work / "bundle"))
+                with step(f"spark-submit on {plan.master}"), log.open("wb") as out:
+                    code = subprocess.run(
+                        spark_submit_command(plan),
+                        env=spark_environment(plan, emu, work, agent, token),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        timeout=3600,
+                    ).returncode
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return SubmitResult(run_id, code, dict(plan.outputs), timings, log)
+
+
+def driver_reason(log: Path) -> str:
+    """The driver's one-line refusal, from the end of its log."""
+    lines = [
+        ln
+        for ln in log.read_text(errors="replace").splitlines()
+        if ln.startswith("jobruntime-driver: ")
+    ]
+    return lines[-1] if lines else "see the driver log"
