@@ -17,7 +17,7 @@ SEGMENTS = ("gold", "silver", "bronze", "trial")
 def customers(
     seed: int = 7, size: int = 2000, shared: int = 900
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets
     people = [f"person{i}@example.org" for i in range(2 * size)]
     both = people[:shared]
     only_a = people[shared:size]

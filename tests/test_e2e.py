@@ -1,0 +1,240 @@
+"""End to end: a job module submitted locally runs verified, attested and encrypted.
+
+Real everything: the emulator and its KMS, job-verifier and the key agent as
+processes, `spark-submit` on local[2] with spark-conf/, the confidential data
+source, the owners' own encrypt and decrypt. Only the TEE is emulated.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobruntime.controlplane.api import RunState
+from jobruntime.dataset import owner
+from jobruntime.dataset.registry import ControlPlaneRegistry
+from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.errors import JobRuntimeError
+from jobruntime.job.submit import DEV_POLICY, SubmitPlan, SubmitResult, driver_reason, submit
+from jobruntime.storage.uri import open_storage
+from scripts.synthetic import customers, expected_overlap
+
+ROOT = Path(__file__).resolve().parent.parent
+SENTINEL = "sentinel-7f3a9c@example.org"
+
+
+@dataclass
+class World:
+    emu: EmulatorProcess
+    tmp: Path
+    a: pd.DataFrame
+    b: pd.DataFrame
+    inputs: dict[str, str]
+    keys: dict[str, bytes]
+
+    def plan(self, module: Path, output: str, **kw: object) -> SubmitPlan:
+        return SubmitPlan(
+            module=module,
+            inputs=dict(self.inputs),
+            outputs={"overlap": f"file://{self.tmp / output}"},
+            params={"k": 10},
+            state=self.emu.state,
+            **kw,
+        )  # type: ignore[arg-type]
+
+    def decrypt(self, uri: str, key_id: str) -> pa.Table:
+        org = key_id.split("/")[0]
+        target = self.tmp / f"{secrets.token_hex(4)}.parquet"
+        with self.emu.client(f"owner:{org}") as c:
+            key = c.owner_key(key_id)
+            self.keys[key_id] = key
+            owner.decrypt(
+                open_storage(uri), uri, key_id, key, ControlPlaneRegistry(c, uri, key_id), target
+            )
+        return pq.read_table(target)
+
+
+def encrypt(emu: EmulatorProcess, df: pd.DataFrame, uri: str, key_id: str) -> bytes:
+    org = key_id.split("/")[0]
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    with emu.client(f"owner:{org}") as c:
+        c.create_key(key_id, DEV_POLICY)
+        key = c.owner_key(key_id)
+        owner.encrypt(
+            table.schema,
+            iter(table.to_batches()),
+            open_storage(uri),
+            uri,
+            key_id,
+            key,
+            ControlPlaneRegistry(c, uri, key_id),
+        )
+    return key
+
+
+@pytest.fixture(scope="module")
+def world(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> World:
+    tmp = tmp_path_factory.mktemp("e2e")
+    a, b = customers(seed=11, size=600, shared=300)
+    a.loc[0, "email"] = SENTINEL
+    tag = secrets.token_hex(3)
+    inputs, keys = {}, {}
+    for name, df, org in (("customers_a", a, "org-a"), ("customers_b", b, "org-b")):
+        uri = f"file://{tmp / name}"
+        keys[f"{org}/{name}-{tag}"] = encrypt(emulator, df, uri, f"{org}/{name}-{tag}")
+        inputs[name] = uri
+    return World(emulator, tmp, a, b, inputs, keys)
+
+
+def run(plan: SubmitPlan) -> SubmitResult:
+    return submit(plan, lambda _line: None)
+
+
+@pytest.fixture(scope="module")
+def overlap_run(world: World) -> SubmitResult:
+    return run(world.plan(ROOT / "jobs" / "overlap.py", "overlap"))
+
+
+def test_overlap_on_local2_equals_pandas(world: World, overlap_run: SubmitResult) -> None:
+    assert overlap_run.exit_code == 0, driver_reason(overlap_run.driver_log)  # type: ignore[arg-type]
+    table = world.decrypt(overlap_run.outputs["overlap"], "org-a/overlap")
+    got = {r["segment"]: r["customers"] for r in table.to_pylist()}
+    assert got == expected_overlap(world.a, world.b, k=10)
+    with world.emu.client("operator") as c:
+        status = c.status(overlap_run.run_id)
+    assert status.state is RunState.SUCCEEDED
+    assert [o.dataset for o in status.outputs] == ["overlap"]
+
+
+def test_no_plaintext_or_key_bytes_in_anything_the_run_wrote(
+    world: World, overlap_run: SubmitResult
+) -> None:
+    assert overlap_run.exit_code == 0
+    keys = list(world.keys.values())
+    needles = [SENTINEL.encode()] + [
+        form for k in keys for form in (k, k.hex().encode(), base64.b64encode(k))
+    ]
+    scanned = 0
+    places = [
+        world.tmp / "overlap",
+        world.emu.state / "runs",
+        *Path("/tmp").glob("spark-*"),
+        *Path("/tmp").glob("blockmgr-*"),
+        *Path("/dev/shm").glob("jobruntime-*"),
+    ]
+    for place in places:
+        for f in [place] if place.is_file() else place.rglob("*"):
+            if f.is_file():
+                data = f.read_bytes()
+                scanned += 1
+                for needle in needles:
+                    assert needle not in data, f"{f} holds a sentinel or key"
+    assert scanned >= 3
+    assert not list(Path("/dev/shm").glob("jobruntime-*"))  # work dirs are removed
+
+
+def job_file(world: World, body: str) -> Path:
+    path = world.tmp / f"job_{secrets.token_hex(3)}.py"
+    path.write_text(body)
+    return path
+
+
+def test_reading_an_undeclared_dataset_fails_before_io(world: World) -> None:
+    module = job_file(world, "def run(ctx):\n    ctx.read('payroll')\n")
+    result = run(world.plan(module, "undeclared"))
+    assert result.exit_code == 26
+    assert "job.undeclared_dataset" in driver_reason(result.driver_log)  # type: ignore[arg-type]
+    with world.emu.client("operator") as c:
+        status = c.status(result.run_id)
+    assert status.state is RunState.FAILED
+    assert status.outcome_reason == "job.undeclared_dataset"
+
+
+def test_module_edited_after_approval_is_refused(world: World) -> None:
+    module = job_file(world, (ROOT / "jobs" / "overlap.py").read_text())
+    plan = world.plan(module, "edited")
+
+    def edit(line: str) -> None:
+        if line.startswith("job-verifier"):
+            module.write_text(module.read_text() + "\n# changed after approval\n")
+
+    with pytest.raises(JobRuntimeError) as info:
+        submit(plan, edit)
+    assert "digest.module" in info.value.message
+
+
+def test_module_edited_after_verification_is_caught_by_the_driver(world: World) -> None:
+    module = job_file(world, (ROOT / "jobs" / "overlap.py").read_text())
+
+    def edit(line: str) -> None:
+        if line.startswith("spark-submit"):
+            module.write_text(module.read_text() + "\n# changed after verification\n")
+
+    result = submit(world.plan(module, "edited-late"), edit)
+    assert result.exit_code == 16
+    assert "digest.module" in driver_reason(result.driver_log)  # type: ignore[arg-type]
+
+
+def test_an_owner_who_has_not_approved_stops_the_verifier(world: World) -> None:
+    from jobruntime.job import submit as flow
+
+    plan = world.plan(ROOT / "jobs" / "overlap.py", "unapproved")
+    in_keys, out_keys = flow._key_ids(plan)
+    flow._ensure_keys(world.emu, list(out_keys.values()))
+    with world.emu.client("submitter") as c:
+        run_id = c.submit(flow.build_request(plan, in_keys, out_keys)).run_id
+    work = world.tmp / "unapproved-work"
+    work.mkdir()
+    token = work / "token"
+    token.write_text(world.emu.token("verifier"))
+    with pytest.raises(JobRuntimeError) as info:
+        flow._verifier(world.emu, run_id, plan.module, work, token)
+    assert "approval.threshold" in info.value.message
+    assert not (work / "bundle").exists()
+
+
+def test_emulator_restarted_mid_run_completes_and_keeps_state(world: World, tmp_path: Path) -> None:
+    emu = EmulatorProcess(tmp_path / "emu").start()
+    try:
+        tag = secrets.token_hex(3)
+        inputs = {}
+        for name, df, org in (("customers_a", world.a, "org-a"), ("customers_b", world.b, "org-b")):
+            uri = f"file://{tmp_path / name}"
+            encrypt(emu, df, uri, f"{org}/{name}-{tag}")
+            inputs[name] = uri
+        plan = SubmitPlan(
+            module=ROOT / "jobs" / "overlap.py",
+            inputs=inputs,
+            outputs={"overlap": f"file://{tmp_path / 'overlap'}"},
+            params={"k": 10},
+            state=emu.state,
+        )
+
+        def restart_later(line: str) -> None:
+            if line.startswith("spark-submit"):
+
+                def bounce() -> None:
+                    time.sleep(3)
+                    emu.restart()
+
+                threading.Thread(target=bounce, daemon=True).start()
+
+        result = submit(plan, restart_later)
+        with emu.client("operator") as c:
+            status = c.status(result.run_id)
+        assert status.state in (RunState.SUCCEEDED, RunState.FAILED)
+        if result.exit_code == 0:
+            assert status.state is RunState.SUCCEEDED
+        else:
+            assert result.exit_code in (20, 24, 26)
+    finally:
+        emu.stop()
