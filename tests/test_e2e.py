@@ -238,3 +238,25 @@ def test_emulator_restarted_mid_run_completes_and_keeps_state(world: World, tmp_
             assert result.exit_code in (20, 24, 26)
     finally:
         emu.stop()
+
+
+def test_overlap_on_the_standalone_cluster_equals_pandas(world: World, tmp_path: Path) -> None:
+    """Executors in their own JVMs under two workers get their keys through the key agent."""
+    from jobruntime.cluster.standalone import StandaloneCluster
+
+    cluster = StandaloneCluster(tmp_path / "cluster", workers=2)
+    info = cluster.up()
+    try:
+        plan = world.plan(
+            ROOT / "jobs" / "overlap.py",
+            "overlap-standalone",
+            master=info.master_url,
+            cluster_state=tmp_path / "cluster",
+        )
+        result = run(plan)
+        assert result.exit_code == 0, driver_reason(result.driver_log)  # type: ignore[arg-type]
+    finally:
+        cluster.down()
+    table = world.decrypt(result.outputs["overlap"], "org-a/overlap")
+    got = {r["segment"]: r["customers"] for r in table.to_pylist()}
+    assert got == expected_overlap(world.a, world.b, k=10)

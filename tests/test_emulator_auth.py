@@ -88,6 +88,10 @@ def _owner_access_body(_: Runs, __: str) -> Any:
     return {"public_jwk": {}}
 
 
+def _complete_body(_: Runs, __: str) -> Any:
+    return {"outcome": "succeeded", "outputs": []}
+
+
 def _release_body(_: Runs, __: str) -> Any:
     return {"session": "not-a-session", "dataset": "customers_a"}
 
@@ -123,6 +127,8 @@ ENDPOINTS = (
         "POST", "/v1/runs/{run_id}/cancel", frozenset({"submitter", "operator"}), _cancel_body
     ),
     Endpoint("GET", "/v1/audit", frozenset({"operator"})),
+    # Completing a run that never ran is refused for its state, not for the caller.
+    Endpoint("POST", "/v1/runs/{run_id}/complete", frozenset({"verifier"}), _complete_body, 409),
     Endpoint("POST", "/v1/kms/keys", frozenset({"owner"}), _key_body, 201),
     Endpoint("GET", "/v1/kms/keys/{key_id}", frozenset({"owner", "operator"}), expected=404),
     Endpoint("POST", "/v1/kms/challenge", frozenset({"verifier"}), _challenge_body),

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobruntime.cli import audit, dataset, emulator, keys, kms, runs, spec, submit
+from jobruntime.cli import audit, cluster, dataset, emulator, keys, kms, runs, spec, submit
 from jobruntime.errors import JobRuntimeError
 
 
@@ -16,7 +16,7 @@ def parser() -> argparse.ArgumentParser:
         prog="jobruntime", description="Confidential Spark job runtime: keys, specs, runs."
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (keys, spec, emulator, runs, kms, dataset, submit, audit):
+    for module in (keys, spec, emulator, runs, kms, dataset, submit, cluster, audit):
         module.register(sub)
     return p
 

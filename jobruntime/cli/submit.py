@@ -44,6 +44,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--emulator-state", type=Path, default=Path(".state/emulator"))
     p.add_argument(
+        "--cluster-state",
+        type=Path,
+        default=Path(".state/cluster"),
+        help="where `jobruntime cluster up` keeps the standalone cluster",
+    )
+    p.add_argument(
         "--no-auto-approve",
         action="store_true",
         help="wait for `jobruntime approve` instead of the emulator's dev owner keys",
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         output_keys=pairs(args.output_key, "--output-key"),
         auto_approve=not args.no_auto_approve,
         spark_conf=pairs(args.conf, "--conf"),
+        cluster_state=args.cluster_state,
     )
     with console.status("starting") as status:
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
+from jobruntime.cluster.spark_home import spark_bin, spark_env
+from jobruntime.cluster.standalone import StandaloneCluster
 from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy, RunState
 from jobruntime.dataset.owner import describe
 from jobruntime.emulator.process import EmulatorProcess
@@ -57,6 +58,7 @@ class SubmitPlan:
     auto_approve: bool = True
     spark_conf: dict[str, str] = field(default_factory=dict)
     conf_dir: Path = ROOT / "spark-conf"
+    cluster_state: Path = Path(".state/cluster")
 
 
 @dataclass
@@ -173,34 +175,31 @@ def _verifier(emu: EmulatorProcess, run_id: str, module: Path, work: Path, token
         raise JobRuntimeError(f"job-verifier refused the run: {reason or proc.stderr.strip()}")
 
 
-def spark_submit_command(plan: SubmitPlan) -> list[str]:
-    import pyspark
-
-    spark_home = Path(pyspark.__file__).parent
-    cmd = [
-        str(spark_home / "bin" / "spark-submit"),
-        "--master",
-        plan.master,
-        "--properties-file",
-        str(plan.conf_dir / "spark-defaults.conf"),
-    ]
-    for key, value in plan.spark_conf.items():
-        cmd += ["--conf", f"{key}={value}"]
-    return [*cmd, driver.__file__]
+def spark_submit_command(plan: SubmitPlan, work: Path) -> list[str]:
+    """``spark-submit`` of the driver entry: local, or the standalone cluster of this state."""
+    if plan.master.startswith("spark://"):
+        info = StandaloneCluster(plan.cluster_state).status()
+        if info is None or info.master_url != plan.master:
+            raise ConfigError(f"no cluster at {plan.master}: run `jobruntime cluster up` first")
+        options = info.submit_args(work / "spark.properties", plan.spark_conf)
+    else:
+        options = [
+            "--master",
+            plan.master,
+            "--properties-file",
+            str(plan.conf_dir / "spark-defaults.conf"),
+        ]
+        for key, value in plan.spark_conf.items():
+            options += ["--conf", f"{key}={value}"]
+    return [str(spark_bin("spark-submit")), *options, driver.__file__]
 
 
 def spark_environment(
     plan: SubmitPlan, emu: EmulatorProcess, work: Path, agent: KeyAgentProcess, token: Path
 ) -> dict[str, str]:
     """The venv for spark-submit and its Python workers, and the pod's JOB_* settings."""
-    venv_bin = str(Path(sys.executable).parent)
     return {
-        **os.environ,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "SPARK_CONF_DIR": str(plan.conf_dir),
+        **spark_env(plan.conf_dir),
         "JOB_BUNDLE_DIR": str(work / "bundle"),
         "JOB_KEYAGENT_SOCKET": str(agent.socket),
         "JOB_MODULE_PATH": str(plan.module.resolve()),
@@ -242,7 +241,7 @@ def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
                     agent = stack.enter_context(KeyAgentProcess(emu, work / "bundle"))
                 with step(f"spark-submit on {plan.master}"), log.open("wb") as out:
                     code = subprocess.run(
-                        spark_submit_command(plan),
+                        spark_submit_command(plan, work),
                         env=spark_environment(plan, emu, work, agent, token),
                         stdout=out,
                         stderr=subprocess.STDOUT,
