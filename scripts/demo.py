@@ -1,17 +1,15 @@
-"""`make demo`: signed runs, verification, attestation and key release, for real.
+"""`make demo`: a two-party clean-room job, end to end, on this machine.
 
-It starts the emulator, has the data owners create dataset keys, submits a run of
-jobs/overlap.py, collects both owners' approvals, runs job-verifier as a
-Kubernetes init container would (attesting with the emulated TEE), starts the key
-agent sidecar and reads keys from its socket, shows refusals (a key outside the
-spec, a replayed claim, an edited module), verifies the audit chain, and stops
-what it started. (The end-to-end issue adds the Spark run itself.)
+Two organisations encrypt their customer tables with their own keys; a data
+scientist submits jobs/overlap.py; the run is signed, approved by both owners,
+verified and attested (emulated TEE), runs on real Spark reading and writing only
+encrypted data through the key agent; the output's owner decrypts the result and
+it is checked against plain pandas. Then a refusal, the audit chain, and a
+summary of where the time went. Everything started is stopped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -20,20 +18,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
-from jobruntime.emulator.process import EmulatorProcess
-from jobruntime.errors import JobRuntimeError
-from jobruntime.keyagent.client import KeyAgentClient
-from jobruntime.keyagent.process import KeyAgentProcess
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT  # noqa: E402
+from jobruntime.emulator.process import EmulatorProcess  # noqa: E402
+from scripts.synthetic import customers, expected_overlap  # noqa: E402
+
 WORK = ROOT / ".demo"
 STATE = WORK / "emulator"
-IMAGE = "sha256:" + hashlib.sha256(b"demo image").hexdigest()
-console = Console()
+console = Console(highlight=False)
 timings: list[tuple[str, float]] = []
 
 
@@ -45,176 +43,125 @@ def step(title: str) -> Iterator[None]:
     timings.append((title, time.perf_counter() - started))
 
 
-def cli(*args: str, expect: int = 0) -> str:
-    """Run a console script from this venv and show what it printed."""
+def cli(*args: str, expect: int = 0, show: bool = True) -> str:
+    """Run a console script of this venv, as a user would, and show what it printed."""
     proc = subprocess.run(
         [str(Path(sys.executable).parent / args[0]), *args[1:]],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
+        cwd=ROOT,
     )
-    out = (proc.stdout + proc.stderr).strip()
     console.print(f"[dim]$ {' '.join(args)}[/dim]  [exit {proc.returncode}]")
-    if out:
-        console.print(out, highlight=False, markup=False)
+    if show and (proc.stdout.strip() or proc.stderr.strip()):
+        console.print((proc.stdout + proc.stderr).strip(), markup=False)
     if proc.returncode != expect:
         raise SystemExit(f"demo: {args[0]} exited {proc.returncode}, expected {expect}")
     return proc.stdout
 
 
-def verifier(run_id: str, module: Path, out: Path, expect: int = 0) -> str:
-    url = (STATE / "emulator.url").read_text().strip()
-    token = WORK / "verifier.token"
-    tokens = json.loads((STATE / "tokens.json").read_text())["principals"]
-    token.write_text(next(p["token"] for p in tokens if p["name"] == "verifier"))
-    token.chmod(0o600)
-    return cli(
-        "job-verifier",
-        "--run-id",
-        run_id,
-        "--control-plane-url",
-        url,
-        "--token-file",
-        str(token),
-        "--trust-root",
-        str(STATE / "trust-root.json"),
-        "--module",
-        str(module),
-        "--image-digest",
-        IMAGE,
-        "--output-dir",
-        str(out),
-        "--termination-log",
-        str(WORK / "termination-log"),
-        "--deadline",
-        "5",
-        "--tee",
-        "emulated",
-        "--emulated-tee-dir",
-        str(STATE / "tee"),
-        expect=expect,
-    )
-
-
-def request(module: Path) -> Path:
-    body = {
-        "job_id": "overlap",
-        "workspace": "demo",
-        "module": {
-            "import_name": "jobs.overlap",
-            "sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
-        },
-        "image_digest": IMAGE,
-        "parameters": {"k": 10},
-        "inputs": [
-            {
-                "name": "customers_a",
-                "uri": f"file://{WORK}/data/customers_a",
-                "key_id": "org-a/customers",
-                "owner": "org-a",
-            },
-            {
-                "name": "customers_b",
-                "uri": f"file://{WORK}/data/customers_b",
-                "key_id": "org-b/customers",
-                "owner": "org-b",
-            },
-        ],
-        "outputs": [
-            {
-                "name": "overlap",
-                "uri": f"file://{WORK}/data/overlap",
-                "key_id": "org-a/overlap",
-                "owner": "org-a",
-            }
-        ],
-    }
-    path = WORK / "request.json"
-    path.write_text(json.dumps(body, indent=2))
-    return path
-
-
-def create_keys() -> None:
-    measurement = EMULATED_MEASUREMENT.hex()
-    for key_id in ("org-a/customers", "org-b/customers", "org-a/overlap"):
-        cli(
-            "jobruntime",
-            "kms",
-            "create-key",
-            key_id,
-            "--measurement",
-            measurement,
-            "--allow-emulated",
-            "--emulator-state",
-            str(STATE),
-        )
-
-
-def key_agent(emulator: EmulatorProcess, run_id: str) -> None:
-    with KeyAgentProcess(emulator, WORK / "bundle") as agent:
-        console.print(f"key agent for {run_id} listening on {agent.socket} (0600, tmpfs)")
-        client = KeyAgentClient(agent.socket)
-        for name in ("customers_a", "customers_b"):
-            key = client.get_key(name)
-            console.print(f"  [green]ok[/green]  {name}: a {len(key)}-byte key, held in memory")
-        try:
-            client.get_key("payroll")
-        except JobRuntimeError as exc:
-            console.print(f"  [red]refused[/red]  payroll: {exc.one_line()}")
-
-
-def submit_and_approve(module: Path) -> str:
-    out = cli("jobruntime", "runs", "submit", str(request(module)), "--emulator-state", str(STATE))
-    run_id = out.split()[1]
-    for owner in ("org-a", "org-b"):
-        cli(
-            "jobruntime",
-            "approve",
-            run_id,
-            "--owner",
-            owner,
-            "--key",
-            str(STATE / "owners" / f"{owner}.key"),
-            "--emulator-state",
-            str(STATE),
-        )
-    return run_id
-
-
 def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    module = ROOT / "jobs" / "overlap.py"
+    (WORK / "plain").mkdir(parents=True)
+    state = ["--emulator-state", str(STATE)]
+    uris = {n: f"file://{WORK / 'data' / n}" for n in ("customers_a", "customers_b", "overlap")}
     emulator = EmulatorProcess(STATE)
     try:
-        with step("Start the control-plane emulator (FastAPI + SQLite) on 127.0.0.1"):
+        with step("Control-plane emulator (FastAPI + SQLite + KMS) on 127.0.0.1"):
             emulator.start()
-            console.print(f"listening on {emulator.url}; keys, tokens, trust root in {STATE}")
+            console.print(f"listening on {emulator.url}; state, keys and trust root in {STATE}")
 
-        with step("Data owners create dataset master keys in the KMS, with release policies"):
-            create_keys()
+        with step("Two organisations' synthetic customer tables (plaintext, theirs only)"):
+            a, b = customers()
+            for name, df in (("customers_a", a), ("customers_b", b)):
+                df.to_csv(WORK / "plain" / f"{name}.csv", index=False)
+                console.print(f"{name}: {len(df):,} customers, columns {', '.join(df.columns)}")
 
-        with step("Submit a run of jobs/overlap.py; both data owners approve its digest"):
-            run_id = submit_and_approve(module)
+        with step("Each owner creates a dataset key and encrypts its table"):
+            for org, name in (("org-a", "customers_a"), ("org-b", "customers_b")):
+                cli(
+                    "jobruntime",
+                    "kms",
+                    "create-key",
+                    f"{org}/customers",
+                    "--measurement",
+                    EMULATED_MEASUREMENT.hex(),
+                    "--allow-emulated",
+                    *state,
+                )
+                cli(
+                    "jobruntime",
+                    "dataset",
+                    "encrypt",
+                    str(WORK / "plain" / f"{name}.csv"),
+                    "--to",
+                    uris[name],
+                    "--key",
+                    f"{org}/customers",
+                    *state,
+                )
+            cli("jobruntime", "dataset", "inspect", uris["customers_a"])
 
-        with step("job-verifier (init container): checks 1-9, attested, bundle written 0600"):
-            verifier(run_id, module, WORK / "bundle")
-            bundle = json.loads((WORK / "bundle" / "verified-bundle.json").read_text())
-            for line in bundle["receipt"]["checks"]:
-                console.print(f"  [green]ok[/green]  {line}")
+        with step("Submit jobs/overlap.py: sign, approve, verify, attest, run on Spark"):
+            cli(
+                "jobruntime",
+                "submit",
+                "jobs/overlap.py",
+                "--input",
+                f"customers_a={uris['customers_a']}",
+                "--input",
+                f"customers_b={uris['customers_b']}",
+                "--output",
+                f"overlap={uris['overlap']}",
+                "--param",
+                "k=10",
+                *state,
+            )
 
-        with step("Key agent (sidecar): attests once, gets the spec's keys, serves a reader"):
-            key_agent(emulator, run_id)
+        with step("org-a decrypts the result, which matches plain pandas"):
+            result = WORK / "overlap.csv"
+            cli(
+                "jobruntime",
+                "dataset",
+                "decrypt",
+                uris["overlap"],
+                "--to",
+                str(result),
+                "--key",
+                "org-a/overlap",
+                *state,
+            )
+            got = pd.read_csv(result)
+            table = Table(title="Customers both organisations share, per segment (k = 10)")
+            table.add_column("segment")
+            table.add_column("customers", justify="right")
+            for row in got.itertuples():
+                table.add_row(str(row.segment), f"{row.customers:,}")
+            console.print(table)
+            expected = expected_overlap(a, b, k=10)
+            same = dict(zip(got["segment"], got["customers"], strict=True)) == expected
+            console.print(f"equal to the same computation in plain pandas: {same}")
+            if not same:
+                raise SystemExit("demo: the result differs from plain pandas")
 
-        with step("Refusal: the same run claimed a second time"):
-            verifier(run_id, module, WORK / "bundle-replay", expect=15)
-
-        with step("Refusal: the module edited after approval"):
-            edited = WORK / "overlap_edited.py"
-            edited.write_text(module.read_text() + "\n# exfiltrate here\n")
-            other = submit_and_approve(module)
-            verifier(other, edited, WORK / "bundle-edited", expect=16)
-            console.print(f"nothing written: {not (WORK / 'bundle-edited').exists()}")
+        with step("Refusal: storage flips one byte of an encrypted file"):
+            part = next((WORK / "data" / "customers_b").glob("v*/part-*.parquet"))
+            data = bytearray(part.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            part.write_bytes(bytes(data))
+            cli(
+                "jobruntime",
+                "dataset",
+                "decrypt",
+                uris["customers_b"],
+                "--to",
+                str(WORK / "b.csv"),
+                "--key",
+                "org-b/customers",
+                *state,
+                expect=24,
+            )
+            console.print(f"nothing written: {not (WORK / 'b.csv').exists()}")
 
         with step("Audit log: every event hash-chained and signed"):
             cli(
@@ -223,19 +170,18 @@ def main() -> int:
                 "verify",
                 "--trust-root",
                 str(STATE / "trust-root.json"),
-                "--emulator-state",
-                str(STATE),
+                *state,
             )
     finally:
         emulator.stop()
 
-    table = Table(title="Where the demo's time went")
-    table.add_column("step")
-    table.add_column("seconds", justify="right")
+    summary = Table(title="Where the demo's time went")
+    summary.add_column("step")
+    summary.add_column("seconds", justify="right")
     for title, seconds in timings:
-        table.add_row(title, f"{seconds:.2f}")
-    table.add_row("[bold]total", f"[bold]{sum(s for _, s in timings):.2f}")
-    console.print(table)
+        summary.add_row(title, f"{seconds:.1f}")
+    summary.add_row("[bold]total", f"[bold]{sum(s for _, s in timings):.1f}")
+    console.print(summary)
     return 0
 
 
