@@ -66,6 +66,7 @@ class SubmitResult:
     run_id: str
     exit_code: int
     outputs: dict[str, str]
+    output_keys: dict[str, str]
     timings: list[tuple[str, float]]
     driver_log: Path | None = None
 
@@ -249,7 +250,7 @@ def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
                     ).returncode
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return SubmitResult(run_id, code, dict(plan.outputs), timings, log)
+    return SubmitResult(run_id, code, dict(plan.outputs), out_keys, timings, log)
 
 
 def driver_reason(log: Path) -> str:
