@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobruntime.emulator.process import EmulatorProcess
-from tests.conftest import IMAGE, Runs
+from tests.conftest import Runs
+from verifier.cli import command
 from verifier.run import verify_run
 
 
@@ -55,35 +56,8 @@ def main() -> int:
             process = []
             for i in range(n):
                 run_id = runs.approved()
-                process.append(
-                    timed(
-                        [
-                            sys.executable,
-                            "-m",
-                            "verifier",
-                            "--run-id",
-                            run_id,
-                            "--control-plane-url",
-                            emu.url,
-                            "--token-file",
-                            str(token),
-                            "--trust-root",
-                            str(emu.trust_root),
-                            "--module",
-                            str(runs.module),
-                            "--image-digest",
-                            IMAGE,
-                            "--output-dir",
-                            str(tmp / f"out{i}"),
-                            "--tee",
-                            "emulated",
-                            "--emulated-tee-dir",
-                            str(emu.state / "tee"),
-                            "--termination-log",
-                            str(tmp / "t"),
-                        ]
-                    )
-                )
+                config = runs.config(run_id, output_dir=tmp / f"out{i}", termination_log=tmp / "t")
+                process.append(timed(command(config, token)))
             inproc = []
             for i in range(n):
                 run_id = runs.approved()

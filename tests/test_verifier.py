@@ -28,6 +28,7 @@ from jobruntime.spec.checks import ValidityWindow
 from jobruntime.spec.models import utcnow
 from tests.conftest import IMAGE, Runs
 from tests.tamper import TamperingClient, flip_byte, payload, with_payload
+from verifier.cli import command
 from verifier.run import VerifierConfig, verify_run
 
 
@@ -388,34 +389,10 @@ def cli(
 ) -> subprocess.CompletedProcess[str]:
     token = tmp_path / "token"
     token.write_text(runs.emu.token("verifier"))
-    args = [
-        sys.executable,
-        "-m",
-        "verifier",
-        "--run-id",
-        run_id,
-        "--control-plane-url",
-        runs.emu.url,
-        "--token-file",
-        str(token),
-        "--trust-root",
-        str(runs.emu.trust_root),
-        "--module",
-        str(runs.module),
-        "--image-digest",
-        IMAGE,
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--termination-log",
-        str(tmp_path / "termination"),
-        "--deadline",
-        "2",
-        "--tee",
-        "emulated",
-        "--emulated-tee-dir",
-        str(runs.emu.state / "tee"),
-        *extra,
-    ]
+    config = runs.config(
+        run_id, output_dir=tmp_path / "out", termination_log=tmp_path / "termination", deadline=2.0
+    )
+    args = [*command(config, token), *extra]
     return subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
 
 

@@ -109,6 +109,44 @@ def _mode(value: str) -> Literal["driver", "executor"]:
     raise ConfigError(f"--mode is driver or executor, not {value!r}")
 
 
+def command(config: VerifierConfig, token_file: Path) -> list[str]:
+    """The argv that runs job-verifier with this configuration (the token from a file)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "verifier",
+        "--run-id",
+        config.run_id,
+        "--control-plane-url",
+        config.control_plane_url,
+        "--token-file",
+        str(token_file),
+        "--trust-root",
+        str(config.trust_root),
+        "--module",
+        str(config.module_path),
+        "--image-digest",
+        config.image_digest,
+        "--output-dir",
+        str(config.output_dir),
+        "--termination-log",
+        str(config.termination_log),
+        "--clock-skew",
+        str(config.clock_skew.total_seconds()),
+        "--deadline",
+        str(config.deadline),
+        "--mode",
+        config.mode,
+        "--tee",
+        config.tee,
+    ]
+    if config.ca_bundle:
+        argv += ["--ca-bundle", str(config.ca_bundle)]
+    if config.emulated_tee_dir:
+        argv += ["--emulated-tee-dir", str(config.emulated_tee_dir)]
+    return argv
+
+
 def write_termination(path: Path, line: str) -> None:
     # Outside Kubernetes the path may not exist; stderr still has the line.
     with contextlib.suppress(OSError):

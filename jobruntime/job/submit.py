@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,8 @@ from jobruntime.signing.keys import SigningKey
 from jobruntime.spec.checks import decode
 from jobruntime.spec.models import JobRunRequest, utcnow
 from jobruntime.storage.uri import open_storage
+from verifier.cli import command as verifier_command
+from verifier.run import VerifierConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_IMAGE = "sha256:" + hashlib.sha256(b"jobruntime local image").hexdigest()
@@ -145,29 +146,19 @@ def _approve(emu: EmulatorProcess, run_id: str, auto: bool, report: Report) -> N
 
 
 def _verifier(emu: EmulatorProcess, run_id: str, module: Path, work: Path, token: Path) -> None:
-    cmd = [
-        str(Path(sys.executable).parent / "job-verifier"),
-        "--run-id",
-        run_id,
-        "--control-plane-url",
-        emu.url,
-        "--token-file",
-        str(token),
-        "--trust-root",
-        str(emu.trust_root),
-        "--module",
-        str(module),
-        "--image-digest",
-        LOCAL_IMAGE,
-        "--output-dir",
-        str(work / "bundle"),
-        "--termination-log",
-        str(work / "termination-log"),
-        "--tee",
-        "emulated",
-        "--emulated-tee-dir",
-        str(emu.state / "tee"),
-    ]
+    config = VerifierConfig(
+        run_id=run_id,
+        control_plane_url=emu.url,
+        token="",
+        trust_root=emu.trust_root,
+        module_path=module,
+        image_digest=LOCAL_IMAGE,
+        output_dir=work / "bundle",
+        termination_log=work / "termination-log",
+        tee="emulated",
+        emulated_tee_dir=emu.state / "tee",
+    )
+    cmd = verifier_command(config, token)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         reason = (
