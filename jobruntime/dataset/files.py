@@ -42,16 +42,28 @@ def encrypt(
     """PME Parquet bytes of the batches, with their row and row-group counts."""
     sink = pa.BufferOutputStream()
     rows = 0
+    pending: list[pa.RecordBatch] = []
+    buffered = 0
+    properties = pme.encryption_properties(key_id, key)
     with pq.ParquetWriter(
-        sink,
-        schema,
-        encryption_properties=pme.encryption_properties(key_id, key),
-        compression="zstd",
+        sink, schema, encryption_properties=properties, compression="zstd"
     ) as writer:
         for batch in batches:
-            if batch.num_rows:
-                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-                rows += batch.num_rows
+            if not batch.num_rows:
+                continue
+            pending.append(batch)
+            buffered += batch.num_rows
+            rows += batch.num_rows
+            # Whole row groups: each write call would otherwise start a new one.
+            while buffered >= ROW_GROUP_ROWS:
+                table = pa.Table.from_batches(pending, schema)
+                writer.write_table(table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                pending = table.slice(ROW_GROUP_ROWS).to_batches()
+                buffered -= ROW_GROUP_ROWS
+        if buffered:
+            writer.write_table(
+                pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP_ROWS
+            )
     data = sink.getvalue().to_pybytes()
     groups = pq.ParquetFile(
         pa.BufferReader(data), decryption_properties=pme.decryption_properties(key_id, key)

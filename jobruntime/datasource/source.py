@@ -106,7 +106,8 @@ class ConfidentialWriter(DataSourceArrowWriter):
             raise WriteError(f"{options.uri}: writing needs .option('keyId', ...)")
         self._options = options
         self._key_id: str = options.key_id
-        self._arrow_schema = to_arrow_schema(schema)
+        # Spark sends timestamps as UTC instants; the files store them so.
+        self._arrow_schema = to_arrow_schema(schema, timezone="UTC")
         self._write_id = versions.new_write_id()
         if not overwrite and options.registry().latest() is not None:
             raise WriteError(f"{options.uri} exists: write a new version with mode('overwrite')")

@@ -59,6 +59,29 @@ def test_nulls_nested_and_decimal_types(spark: Any, agent: Agent, tmp_path: Path
     assert sorted(back.collect(), key=lambda r: r.id) == sorted(df.collect(), key=lambda r: r.id)
 
 
+def test_timestamps_and_dates_round_trip(spark: Any, agent: Agent, tmp_path: Path) -> None:
+    df = spark.sql(
+        "SELECT id, TIMESTAMP'2026-01-02 03:04:05' + make_interval(0,0,0,0,0,0,id) AS ts, "
+        "TIMESTAMP_NTZ'2026-01-02 03:04:05' AS ntz, DATE'2026-03-04' AS d FROM range(50)"
+    )
+    uri = str(tmp_path / "nested")
+    agent.write(df, "nested", uri)
+    back = agent.reader(spark, "nested", uri)
+    assert sorted(back.collect()) == sorted(df.collect())
+
+
+def test_row_groups_are_whole_not_one_per_spark_batch(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    from jobruntime.dataset.manifest import Manifest
+    from jobruntime.dataset.versions import manifest_path
+
+    uri = str(tmp_path / "sales")
+    agent.write(spark.range(0, 300_000, numPartitions=1), "sales", uri)
+    manifest = Manifest.model_validate_json((tmp_path / "sales" / manifest_path(1)).read_bytes())
+    assert manifest.files[0].row_groups == 3  # 131,072-row groups, not 30 of Spark's 10,000
+
+
 def test_empty_dataset(spark: Any, agent: Agent, tmp_path: Path) -> None:
     uri = str(tmp_path / "empty")
     agent.write(spark.range(0).selectExpr("id", "CAST(id AS STRING) AS s"), "empty", uri)
