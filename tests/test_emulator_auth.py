@@ -92,6 +92,10 @@ def _complete_body(_: Runs, __: str) -> Any:
     return {"outcome": "succeeded", "outputs": []}
 
 
+def _heartbeat_body(_: Runs, __: str) -> Any:
+    return {"session": "not-a-session", "jws": "x.y.z"}
+
+
 def _release_body(_: Runs, __: str) -> Any:
     return {"session": "not-a-session", "dataset": "customers_a"}
 
@@ -127,6 +131,8 @@ ENDPOINTS = (
         "POST", "/v1/runs/{run_id}/cancel", frozenset({"submitter", "operator"}), _cancel_body
     ),
     Endpoint("GET", "/v1/audit", frozenset({"operator"})),
+    # A made-up heartbeat session is refused for what it is, not for the caller.
+    Endpoint("POST", "/v1/runs/{run_id}/heartbeats", frozenset({"verifier"}), _heartbeat_body, 403),
     # Completing a run that never ran is refused for its state, not for the caller.
     Endpoint("POST", "/v1/runs/{run_id}/complete", frozenset({"verifier"}), _complete_body, 409),
     Endpoint("POST", "/v1/kms/keys", frozenset({"owner"}), _key_body, 201),

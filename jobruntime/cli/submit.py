@@ -50,6 +50,12 @@ def register(sub: Any) -> None:
         help="where `jobruntime cluster up` keeps the standalone cluster",
     )
     p.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=10.0,
+        help="seconds between the heartbeat sidecar's reports",
+    )
+    p.add_argument(
         "--no-auto-approve",
         action="store_true",
         help="wait for `jobruntime approve` instead of the emulator's dev owner keys",
@@ -87,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         auto_approve=not args.no_auto_approve,
         spark_conf=pairs(args.conf, "--conf"),
         cluster_state=args.cluster_state,
+        heartbeat_interval=args.heartbeat_interval,
     )
     with console.status("starting") as status:
 
@@ -106,6 +113,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.run_id}: {name} written encrypted to {uri}")
         print(
             f"  decrypt as its owner: jobruntime dataset decrypt {uri} --to {name}.csv "
-            f"--key <its key id> --emulator-state {args.emulator_state}"
+            f"--key {result.output_keys[name]} --emulator-state {args.emulator_state}"
         )
     return 0

@@ -52,6 +52,15 @@ class SubmitResponse(_Wire):
     state: RunState
 
 
+class Progress(_Wire):
+    jobs_done: int = 0
+    jobs_total: int = 0
+    stages_done: int = 0
+    stages_total: int = 0
+    tasks_done: int = 0
+    tasks_total: int = 0
+
+
 class RunStatus(_Wire):
     run_id: RunId
     job_id: str
@@ -66,6 +75,8 @@ class RunStatus(_Wire):
     finished_at: datetime | None = None
     outcome_reason: str | None = None
     outputs: list[OutputReport] = Field(default_factory=list)
+    last_heartbeat_at: datetime | None = None
+    progress: Progress | None = None
 
 
 class OutputReport(_Wire):
@@ -183,7 +194,7 @@ class Challenge(_Wire):
 class AttestRequest(_Wire):
     run_id: RunId
     nonce: Sha256Hex
-    purpose: Literal["verifier", "key-agent"]
+    purpose: Literal["verifier", "key-agent", "heartbeat"]
     evidence: dict[str, Any]
     public_jwk: dict[str, Any] = Field(description="the pod's ephemeral P-384 public key")
 
@@ -238,3 +249,29 @@ class OwnerAccessRequest(_Wire):
 class OwnerAccessResponse(_Wire):
     key_id: str
     jwe: str
+
+
+# --- heartbeats ------------------------------------------------------------------------
+
+
+class Heartbeat(_Wire):
+    run_id: RunId
+    seq: Annotated[int, Field(ge=0)]
+    at: datetime
+    state: Literal["starting", "running", "succeeded", "failed", "cancelled"]
+    progress: Progress = Field(default_factory=Progress)
+    interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    final: bool = False
+
+
+class SignedHeartbeat(_Wire):
+    """A heartbeat as compact JWS (ES384) by the ephemeral key of the sidecar's attestation."""
+
+    session: str
+    jws: Annotated[str, Field(max_length=16384)]
+
+
+class HeartbeatAck(_Wire):
+    accepted: bool
+    cancel: bool = False
+    reason: str | None = None

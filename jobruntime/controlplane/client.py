@@ -35,6 +35,7 @@ from jobruntime.controlplane.api import (
     DatasetRef,
     DatasetVersion,
     Health,
+    HeartbeatAck,
     KeyInfo,
     OwnerAccessRequest,
     OwnerAccessResponse,
@@ -43,6 +44,7 @@ from jobruntime.controlplane.api import (
     ReleaseRequest,
     ReleaseResponse,
     RunStatus,
+    SignedHeartbeat,
     SignedRun,
     SubmitResponse,
 )
@@ -157,6 +159,12 @@ class ControlPlaneClient:
     def complete(self, run_id: str, request: CompleteRequest) -> RunStatus:
         body = request.model_dump(mode="json")
         return self._call("POST", f"/runs/{run_id}/complete", RunStatus, body=body)
+
+    def heartbeat(self, run_id: str, signed: SignedHeartbeat) -> HeartbeatAck:
+        # Short deadline: the sidecar keeps its own backlog rather than block here.
+        return self._call(
+            "POST", f"/runs/{run_id}/heartbeats", HeartbeatAck, body=signed.model_dump()
+        )
 
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> RunStatus:
         body = CancelRequest(reason=reason).model_dump()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,13 +32,14 @@ from jobruntime.controlplane.api import (
     CompleteRequest,
     Health,
     OutputReport,
+    Progress,
     Role,
     RunState,
     RunStatus,
     SignedRun,
     SubmitResponse,
 )
-from jobruntime.emulator import datasets, kms
+from jobruntime.emulator import datasets, heartbeats, kms
 from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
 from jobruntime.emulator.state import (
     Principal,
@@ -62,7 +64,10 @@ def create_app(state_dir: Path) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        heartbeats.watch(ctx, stop)
         yield
+        stop.set()
         store.close()
 
     app = FastAPI(
@@ -97,6 +102,8 @@ def create_app(state_dir: Path) -> FastAPI:
 
     def status_of(row: sqlite3.Row) -> RunStatus:
         spec = JobRunSpec.model_validate_json(row["spec"])
+        found = store.read("SELECT * FROM liveness WHERE run_id = ?", row["run_id"])
+        live = found[0] if found else None
         counts: dict[str, int] = {o: 0 for o in spec.approval_policy.required_owners}
         for a in store.approvals(row["run_id"]):
             counts[a["owner"]] = counts.get(a["owner"], 0) + 1
@@ -114,6 +121,8 @@ def create_app(state_dir: Path) -> FastAPI:
             finished_at=row["finished_at"],
             outcome_reason=row["outcome_reason"],
             outputs=[OutputReport.model_validate(o) for o in json.loads(row["outputs"] or "[]")],
+            last_heartbeat_at=live["last_at"] if live else None,
+            progress=Progress.model_validate_json(live["progress"]) if live else None,
         )
 
     Any_ = ctx.dependency(*Role)
@@ -354,4 +363,5 @@ def create_app(state_dir: Path) -> FastAPI:
 
     kms.register(app, ctx)
     datasets.register(app, ctx)
+    heartbeats.register(app, ctx)
     return app

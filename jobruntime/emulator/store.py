@@ -74,6 +74,13 @@ CREATE TABLE IF NOT EXISTS dataset_versions (
     manifest_digest TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS liveness (
+    run_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    last_at TEXT NOT NULL,
+    interval REAL NOT NULL,
+    progress TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     entry TEXT NOT NULL

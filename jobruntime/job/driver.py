@@ -10,18 +10,23 @@ configuration, 16 module changed after verification, 20 control plane,
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from jobruntime.controlplane.api import CompleteRequest, OutputReport
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.errors import ConfigError, JobRuntimeError
 from jobruntime.job import module as job_module
 from jobruntime.job.context import JobContext
-from jobruntime.job.errors import JobError
+from jobruntime.job.errors import JobCancelledError, JobError
 from jobruntime.job.log import JobLogger
 from jobruntime.spec.bundle import VerifiedBundle
 
@@ -41,6 +46,29 @@ def _client() -> ControlPlaneClient:
     )
 
 
+CANCELLING = threading.Event()
+
+
+def _announce(shared: Path, spark: Any) -> None:
+    """Tell the pod's sidecars who the driver is and where its REST API listens."""
+    (shared / "driver.pid").write_text(str(os.getpid()))
+    url = spark.sparkContext.uiWebUrl
+    if url:
+        (shared / "driver-ui.url").write_text(url)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        CANCELLING.set()
+        spark.sparkContext.cancelAllJobs()
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _finish(shared: Path, outcome: str) -> None:
+    tmp = shared / ".driver-outcome.tmp"
+    tmp.write_text(json.dumps({"outcome": outcome}))
+    tmp.replace(shared / "driver-outcome.json")
+
+
 def run() -> int:
     bundle = VerifiedBundle.load(Path(_env("JOB_BUNDLE_DIR")))
     spec = bundle.spec
@@ -58,6 +86,8 @@ def run() -> int:
 
     spark = SparkSession.builder.appName(f"jobruntime-{spec.job_id}-{spec.run_id}").getOrCreate()
     register(spark)
+    shared = Path(_env("JOB_BUNDLE_DIR"))
+    _announce(shared, spark)
     log = JobLogger(spec.run_id, spec.job_id)
     ctx = JobContext(spark=spark, params=params, spec=spec, socket=socket, log=log)
     outcome, reason, failure = "succeeded", None, None
@@ -73,6 +103,11 @@ def run() -> int:
             traceback.print_exc()
         outcome, reason = "failed", f"job.failed: {type(exc).__name__}"
         failure = JobError(f"{spec.job_id} raised {type(exc).__name__}")
+    if CANCELLING.is_set():
+        # The control plane already holds the run as cancelled: nothing to report.
+        _finish(shared, "cancelled")
+        spark.stop()
+        raise JobCancelledError(f"{spec.run_id} was cancelled by the control plane")
     # 5. Report what was published and how it ended.
     outputs = [
         OutputReport(dataset=name, version=v, manifest_digest=d)
@@ -82,6 +117,7 @@ def run() -> int:
         client.complete(
             spec.run_id, CompleteRequest(outcome=outcome, reason=reason, outputs=outputs)
         )
+    _finish(shared, outcome)
     spark.stop()
     if failure is not None:
         raise failure

@@ -29,3 +29,10 @@ class ModuleLoadError(JobError):
     """The job module could not be imported or has no entry function."""
 
     code = "job.module"
+
+
+class JobCancelledError(JobError):
+    """The control plane cancelled the run; the heartbeat sidecar stopped the driver."""
+
+    code = "job.cancelled"
+    exit_code = 29

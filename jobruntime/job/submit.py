@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +61,7 @@ class SubmitPlan:
     spark_conf: dict[str, str] = field(default_factory=dict)
     conf_dir: Path = ROOT / "spark-conf"
     cluster_state: Path = Path(".state/cluster")
+    heartbeat_interval: float = 10.0
 
 
 @dataclass
@@ -200,6 +202,41 @@ def spark_environment(
     }
 
 
+@contextmanager
+def heartbeat_sidecar(
+    plan: SubmitPlan, emu: EmulatorProcess, work: Path, token: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The heartbeat sidecar beside the driver; it exits after the driver's final word."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "heartbeat",
+        "--bundle-dir",
+        str(work / "bundle"),
+        "--control-plane-url",
+        emu.url,
+        "--token-file",
+        str(token),
+        "--tee",
+        "emulated",
+        "--emulated-tee-dir",
+        str(emu.state / "tee"),
+        "--interval",
+        str(plan.heartbeat_interval),
+    ]
+    log = (plan.state / "runs" / f"heartbeat-{work.name}.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        try:
+            proc.wait(timeout=plan.heartbeat_interval * 3 + 5)  # its final heartbeat
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(10)
+        log.close()
+
+
 def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
     timings: list[tuple[str, float]] = []
 
@@ -231,6 +268,7 @@ def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
             with ExitStack() as stack:
                 with step("key agent: attest once, release the spec's keys"):
                     agent = stack.enter_context(KeyAgentProcess(emu, work / "bundle"))
+                stack.enter_context(heartbeat_sidecar(plan, emu, work, token))
                 with step(f"spark-submit on {plan.master}"), log.open("wb") as out:
                     code = subprocess.run(
                         spark_submit_command(plan, work),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jwcrypto import jwe, jwk
+from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException
 
 from jobruntime.errors import JobRuntimeError
@@ -72,6 +72,23 @@ class EphemeralKey:
         if header.get("alg") != ALG or header.get("enc") != ENC:
             raise KeyWrapError("a released key used an unexpected algorithm")
         return bytes(token.payload)
+
+
+def sign(key: EphemeralKey, payload: bytes) -> str:
+    """Compact JWS (ES384) by the pod's ephemeral key: proves the attested pod sent it."""
+    token = jws.JWS(payload)
+    token.add_signature(key._key, alg="ES384", protected=json.dumps({"alg": "ES384"}))
+    return str(token.serialize(compact=True))
+
+
+def verify(public: jwk.JWK, compact: str) -> bytes:
+    token = jws.JWS()
+    try:
+        token.deserialize(compact)
+        token.verify(public, alg="ES384")
+    except (JWException, ValueError):
+        raise KeyWrapError("a signature by the attested key does not verify") from None
+    return bytes(token.payload)
 
 
 def thumbprint(key: jwk.JWK) -> str:

@@ -11,10 +11,11 @@ from typing import Literal
 from jobruntime.attestation.providers.base import EvidenceProvider
 from jobruntime.controlplane.api import AttestRequest, AttestResponse, DatasetRef, PublishVersion
 from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.keyrelease import jwe
 from jobruntime.keyrelease.binding import report_data
 from jobruntime.keyrelease.jwe import EphemeralKey, KeyWrapError
 
-Purpose = Literal["verifier", "key-agent"]
+Purpose = Literal["verifier", "key-agent", "heartbeat"]
 
 
 class AttestedSession:
@@ -64,6 +65,14 @@ class AttestedSession:
                 session=self._session(), dataset=dataset, version=version, manifest_digest=digest
             )
         )
+
+    def sign(self, payload: bytes) -> str:
+        """A compact JWS by the ephemeral key this session's evidence bound."""
+        return jwe.sign(self._key, payload)
+
+    @property
+    def token(self) -> str:
+        return self._session()
 
     def _session(self) -> str:
         if self._token is None:

@@ -1,0 +1,89 @@
+"""``python -m heartbeat``: the sidecar's entrypoint; flags or JOB_* environment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from heartbeat.progress import SparkProgress
+from heartbeat.sidecar import Sidecar, SidecarSettings, Transport
+from heartbeat.transports.http import HttpTransport
+from jobruntime.attestation.providers.choose import provider_for
+from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.errors import ConfigError, JobRuntimeError
+from jobruntime.keyrelease.session import AttestedSession
+from jobruntime.spec.bundle import VerifiedBundle
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="python -m heartbeat")
+    p.add_argument("--bundle-dir", type=Path, default=env("JOB_BUNDLE_DIR"))
+    p.add_argument("--control-plane-url", default=env("JOB_CONTROL_PLANE_URL"))
+    p.add_argument("--token-file", type=Path, default=env("JOB_VERIFIER_TOKEN_FILE"))
+    p.add_argument("--ca-bundle", type=Path, default=env("JOB_CA_BUNDLE"))
+    p.add_argument("--tee", default=env("JOB_TEE", "auto"))
+    p.add_argument("--emulated-tee-dir", type=Path, default=env("JOB_EMULATED_TEE_DIR"))
+    p.add_argument("--interval", type=float, default=float(env("JOB_HEARTBEAT_INTERVAL", "10")))
+    p.add_argument("--spark-ui", default=env("JOB_SPARK_UI", "http://127.0.0.1:4040"))
+    p.add_argument(
+        "--transport",
+        choices=["http", "servicebus"],
+        default=env("JOB_HEARTBEAT_TRANSPORT", "http"),
+    )
+    p.add_argument(
+        "--servicebus-connection-string-env",
+        default="JOB_SERVICEBUS_CONNECTION",
+        help="name of the variable holding the Service Bus connection string",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="heartbeat: %(message)s", stream=sys.stderr)
+    args = parser().parse_args(argv)
+    try:
+        if not (args.bundle_dir and args.control_plane_url and args.token_file):
+            raise ConfigError("needs --bundle-dir, --control-plane-url and --token-file")
+        token = args.token_file.read_text().strip()
+
+        def client() -> ControlPlaneClient:
+            # Short per-call retries: the sidecar's own backlog absorbs outages.
+            return ControlPlaneClient(
+                args.control_plane_url,
+                token,
+                ca_bundle=args.ca_bundle,
+                retry_for=min(5.0, args.interval),
+                timeout=5.0,
+            )
+
+        provider = provider_for(args.tee, args.emulated_tee_dir)
+
+        def session_for(bundle: VerifiedBundle) -> AttestedSession:
+            return AttestedSession(client(), bundle.spec.run_id, provider, purpose="heartbeat")
+
+        def transport_for(bundle: VerifiedBundle) -> Transport:
+            return HttpTransport(client(), bundle.spec.run_id)
+
+        sidecar = Sidecar(
+            SidecarSettings(args.bundle_dir, args.interval),
+            session_for,
+            transport_for,
+            SparkProgress(args.spark_ui),
+        )
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            sidecar.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+        return sidecar.run()
+    except JobRuntimeError as exc:
+        print(f"heartbeat: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code

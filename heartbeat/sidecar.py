@@ -1,0 +1,175 @@
+"""The heartbeat sidecar: liveness and progress to the control plane, cancels to the driver.
+
+1. Wait for the verified bundle (the verifier writes it before the pod's containers run).
+2. Attest once, with purpose ``heartbeat``: the ephemeral key bound into that evidence
+   signs every heartbeat, so the control plane knows they come from the attested pod.
+3. Every interval: read progress from the driver's Spark REST API, sign a heartbeat
+   (run id, sequence number, time, state, progress) and send it, oldest backlog first.
+   An unreachable control plane never stops the loop; a bounded backlog waits.
+4. An answer that orders a cancel stops the driver (SIGTERM to its pid); when the
+   driver has written its outcome, a final heartbeat carries it and the sidecar exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from heartbeat.progress import SparkProgress
+from jobruntime.controlplane.api import Heartbeat, HeartbeatAck, SignedHeartbeat
+from jobruntime.errors import ControlPlaneError, ControlPlaneUnavailableError, JobRuntimeError
+from jobruntime.keyrelease.session import AttestedSession
+from jobruntime.spec.bundle import BUNDLE_NAME, VerifiedBundle
+from jobruntime.spec.codec import canonical
+from jobruntime.spec.models import utcnow
+
+log = logging.getLogger("jobruntime.heartbeat")
+
+DRIVER_PID = "driver.pid"
+DRIVER_OUTCOME = "driver-outcome.json"
+DRIVER_UI = "driver-ui.url"
+
+
+class Transport(Protocol):
+    def send(self, signed: SignedHeartbeat) -> HeartbeatAck: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SidecarSettings:
+    bundle_dir: Path
+    interval: float = 10.0
+    backlog: int = 360
+    final_deadline: float = 120.0
+
+
+class Sidecar:
+    def __init__(
+        self,
+        settings: SidecarSettings,
+        session_for: Callable[[VerifiedBundle], AttestedSession],
+        transport_for: Callable[[VerifiedBundle], Transport],
+        progress: SparkProgress,
+    ) -> None:
+        self.settings = settings
+        self._session_for, self._transport_for = session_for, transport_for
+        self._progress = progress
+        self._backlog: deque[SignedHeartbeat] = deque(maxlen=settings.backlog)
+        self._stop = threading.Event()
+        self.sent = 0
+        self.cancelled = False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_for_bundle(self) -> VerifiedBundle:
+        while not (self.settings.bundle_dir / BUNDLE_NAME).exists():
+            if self._stop.wait(0.2):
+                raise JobRuntimeError("stopped before the verified bundle appeared")
+        return VerifiedBundle.load(self.settings.bundle_dir)
+
+    def run(self) -> int:
+        bundle = self.wait_for_bundle()
+        session = self._attest(bundle)
+        transport = self._transport_for(bundle)
+        run_id, seq = bundle.spec.run_id, 0
+        final_since: float | None = None
+        try:
+            while True:
+                outcome = self._outcome()
+                ui = self.settings.bundle_dir / DRIVER_UI
+                if ui.exists():  # the driver says where its REST API listens
+                    self._progress.ui_url = ui.read_text().strip().rstrip("/")
+                beat = Heartbeat(
+                    run_id=run_id,
+                    seq=seq,
+                    at=utcnow(),
+                    state=outcome or "running",
+                    progress=self._progress.read(),
+                    interval=self.settings.interval,
+                    final=outcome is not None,
+                )
+                seq += 1
+                self._backlog.append(
+                    SignedHeartbeat(session=session.token, jws=session.sign(canonical(beat)))
+                )
+                self._flush(transport)
+                if outcome is not None:
+                    final_since = final_since or time.monotonic()
+                    late = time.monotonic() - final_since > self.settings.final_deadline
+                    if not self._backlog or late:
+                        return 0
+                if self._stop.wait(self.settings.interval):
+                    return 0
+        finally:
+            transport.close()
+
+    def _attest(self, bundle: VerifiedBundle) -> AttestedSession:
+        """Attest once; an unreachable control plane is retried, never fatal."""
+        while True:
+            session = self._session_for(bundle)
+            try:
+                session.attest()
+                return session
+            except ControlPlaneUnavailableError as exc:
+                log.warning("attestation deferred: %s", exc.one_line())
+                if self._stop.wait(self.settings.interval):
+                    raise
+
+    def _flush(self, transport: Transport) -> None:
+        """Send the backlog oldest first; stop at the first failure and keep the rest."""
+        while self._backlog:
+            signed = self._backlog[0]
+            try:
+                ack = transport.send(signed)
+            except ControlPlaneUnavailableError as exc:
+                log.warning(
+                    "control plane unreachable, %d heartbeats kept: %s",
+                    len(self._backlog),
+                    exc.message,
+                )
+                return
+            except ControlPlaneError as exc:
+                # Refused for good (replayed, finished run): drop it, keep the loop alive.
+                log.warning("heartbeat refused: %s", exc.message)
+                self._backlog.popleft()
+                continue
+            except JobRuntimeError as exc:  # a transport's own failure (e.g. Service Bus)
+                log.warning("heartbeat not sent, %d kept: %s", len(self._backlog), exc.message)
+                return
+            self._backlog.popleft()
+            self.sent += 1
+            if ack.cancel and not self.cancelled:
+                self.cancelled = True
+                self._stop_driver()
+
+    def _outcome(self) -> str | None:
+        path = self.settings.bundle_dir / DRIVER_OUTCOME
+        try:
+            outcome = json.loads(path.read_text()).get("outcome")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return outcome if outcome in ("succeeded", "failed", "cancelled") else "failed"
+
+    def _stop_driver(self) -> None:
+        """Graceful: SIGTERM lets the driver cancel its Spark jobs and write its outcome."""
+        try:
+            pid = int((self.settings.bundle_dir / DRIVER_PID).read_text())
+        except (OSError, ValueError):
+            log.warning("cancel ordered but the driver's pid is not known yet")
+            self.cancelled = False  # try again on the next answer
+            return
+        log.info("cancel ordered by the control plane: stopping the driver (pid %d)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)

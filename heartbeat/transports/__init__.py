@@ -1,0 +1,1 @@
+"""How heartbeats travel: HTTP or Azure Service Bus."""

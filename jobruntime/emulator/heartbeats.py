@@ -1,0 +1,187 @@
+"""Liveness: signed heartbeats from the attested sidecar, timeouts, and cancel orders.
+
+A heartbeat is a compact JWS by the ephemeral key the sidecar bound into its own
+attestation, so only the attested pod can speak for the run. Sequence numbers
+only go up (a replay is refused), finished runs take no more heartbeats, and a
+run whose heartbeats stop for ``timeout_factor`` intervals is marked failed with
+reason ``heartbeat-timeout``. The answer to each heartbeat carries the cancel order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from datetime import datetime, timedelta
+
+from fastapi import FastAPI
+
+from jobruntime.controlplane.api import (
+    API_PREFIX,
+    Heartbeat,
+    HeartbeatAck,
+    Role,
+    RunState,
+    SignedHeartbeat,
+)
+from jobruntime.emulator.context import ApiError, Context
+from jobruntime.emulator.state import Principal
+from jobruntime.errors import JobRuntimeError
+from jobruntime.keyrelease import jwe
+from jobruntime.spec.models import utcnow
+
+TIMEOUT_FACTOR = 3.0
+_FINISHED = (RunState.SUCCEEDED, RunState.FAILED)
+
+
+def accept(
+    ctx: Context, signed: SignedHeartbeat, actor: str, run_id: str | None = None
+) -> HeartbeatAck:
+    """Check and record one heartbeat (from HTTP or a Service Bus consumer)."""
+    store, now = ctx.store, utcnow()
+    digest = hashlib.sha256(signed.session.encode()).hexdigest()
+    rows = store.read("SELECT * FROM kms_sessions WHERE token_hash = ?", digest)
+    # 1. From an attested sidecar's session, signed by the key that session bound.
+    if not rows or rows[0]["purpose"] != "heartbeat":
+        raise ApiError(403, "heartbeat.session", "no heartbeat session: attest first")
+    session = rows[0]
+    try:
+        payload = jwe.verify(jwe.public_key(json.loads(session["public_jwk"])), signed.jws)
+        beat = Heartbeat.model_validate_json(payload)
+    except (JobRuntimeError, ValueError):
+        ctx.audit(now, "heartbeat.refused", session["run_id"], actor, {"reason": "forged"})
+        raise ApiError(
+            403, "heartbeat.forged", "the heartbeat is not signed by the attested key"
+        ) from None
+    if beat.run_id != session["run_id"] or (run_id is not None and run_id != beat.run_id):
+        raise ApiError(403, "heartbeat.forged", "the heartbeat names another run")
+    with store.tx() as db:
+        run = db.execute("SELECT state FROM runs WHERE run_id = ?", (beat.run_id,)).fetchone()
+        state = RunState(run["state"])
+        # 2. Not for a finished run.
+        if state in _FINISHED:
+            store.audit(
+                db,
+                now,
+                "heartbeat.refused",
+                beat.run_id,
+                actor,
+                {"reason": "finished", "seq": beat.seq},
+            )
+            refusal = (409, "heartbeat.run_finished", f"{beat.run_id} is {state.value}")
+        else:
+            # 3. Newer than every heartbeat before it.
+            last = db.execute(
+                "SELECT last_seq FROM liveness WHERE run_id = ?", (beat.run_id,)
+            ).fetchone()
+            if last is not None and beat.seq <= last["last_seq"]:
+                store.audit(
+                    db,
+                    now,
+                    "heartbeat.refused",
+                    beat.run_id,
+                    actor,
+                    {"reason": "replayed", "seq": beat.seq},
+                )
+                refusal = (409, "heartbeat.replayed", f"heartbeat {beat.seq} was already seen")
+            else:
+                refusal = None
+                db.execute(
+                    "INSERT OR REPLACE INTO liveness VALUES (?, ?, ?, ?, ?)",
+                    (
+                        beat.run_id,
+                        beat.seq,
+                        now.isoformat(),
+                        beat.interval,
+                        beat.progress.model_dump_json(),
+                    ),
+                )
+                store.audit(
+                    db,
+                    now,
+                    "heartbeat",
+                    beat.run_id,
+                    actor,
+                    {
+                        "seq": beat.seq,
+                        "state": beat.state,
+                        "final": beat.final,
+                        **beat.progress.model_dump(),
+                    },
+                )
+                if (
+                    beat.final
+                    and beat.state in ("failed", "cancelled")
+                    and state is RunState.CLAIMED
+                ):
+                    store.set_state(
+                        db,
+                        beat.run_id,
+                        RunState.FAILED,
+                        finished_at=now.isoformat(),
+                        outcome_reason=f"driver-{beat.state}",
+                    )
+    if refusal:
+        raise ApiError(*refusal)
+    return HeartbeatAck(
+        accepted=True,
+        cancel=state is RunState.CANCELLED,
+        reason="cancelled" if state is RunState.CANCELLED else None,
+    )
+
+
+def expire(ctx: Context, now: datetime, factor: float = TIMEOUT_FACTOR) -> list[str]:
+    """Mark failed every running run whose heartbeats stopped; return their ids."""
+    expired = []
+    with ctx.store.tx() as db:
+        rows = db.execute(
+            "SELECT l.run_id, l.last_at, l.interval FROM liveness l JOIN runs r"
+            " ON r.run_id = l.run_id WHERE r.state = ?",
+            (RunState.CLAIMED.value,),
+        ).fetchall()
+        for row in rows:
+            silent = now - datetime.fromisoformat(row["last_at"])
+            if silent > timedelta(seconds=factor * row["interval"]):
+                ctx.store.set_state(
+                    db,
+                    row["run_id"],
+                    RunState.FAILED,
+                    finished_at=now.isoformat(),
+                    outcome_reason="heartbeat-timeout",
+                )
+                ctx.store.audit(
+                    db,
+                    now,
+                    "run.failed",
+                    row["run_id"],
+                    "control-plane",
+                    {
+                        "reason": "heartbeat-timeout",
+                        "silent_seconds": round(silent.total_seconds(), 1),
+                    },
+                )
+                expired.append(row["run_id"])
+    return expired
+
+
+def watch(ctx: Context, stop: threading.Event, every: float = 0.5) -> threading.Thread:
+    factor = float(os.environ.get("JOBRUNTIME_HEARTBEAT_TIMEOUT_FACTOR", TIMEOUT_FACTOR))
+
+    def loop() -> None:
+        while not stop.wait(every):
+            expire(ctx, utcnow(), factor)
+
+    thread = threading.Thread(target=loop, name="heartbeat-timeouts", daemon=True)
+    thread.start()
+    return thread
+
+
+def register(app: FastAPI, ctx: Context) -> None:
+    pod = ctx.dependency(Role.VERIFIER)
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}/heartbeats", tags=["heartbeats"])
+    def heartbeat(run_id: str, req: SignedHeartbeat, who: Principal = pod) -> HeartbeatAck:
+        """One signed heartbeat; the answer says whether the run is to be cancelled."""
+        ctx.load_run(run_id, who)
+        return accept(ctx, req, who.name, run_id)
