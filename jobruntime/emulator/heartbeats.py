@@ -131,8 +131,14 @@ def accept(
     )
 
 
-def expire(ctx: Context, now: datetime, factor: float = TIMEOUT_FACTOR) -> list[str]:
-    """Mark failed every running run whose heartbeats stopped; return their ids."""
+def expire(
+    ctx: Context, now: datetime, factor: float = TIMEOUT_FACTOR, since: datetime | None = None
+) -> list[str]:
+    """Mark failed every running run whose heartbeats stopped; return their ids.
+
+    ``since`` is when this control plane started: its own downtime is not the pod's
+    silence, so no run times out before it has had the chance to reach us again.
+    """
     expired = []
     with ctx.store.tx() as db:
         rows = db.execute(
@@ -141,7 +147,8 @@ def expire(ctx: Context, now: datetime, factor: float = TIMEOUT_FACTOR) -> list[
             (RunState.CLAIMED.value,),
         ).fetchall()
         for row in rows:
-            silent = now - datetime.fromisoformat(row["last_at"])
+            last = datetime.fromisoformat(row["last_at"])
+            silent = now - (max(last, since) if since else last)
             if silent > timedelta(seconds=factor * row["interval"]):
                 ctx.store.set_state(
                     db,
@@ -168,9 +175,11 @@ def expire(ctx: Context, now: datetime, factor: float = TIMEOUT_FACTOR) -> list[
 def watch(ctx: Context, stop: threading.Event, every: float = 0.5) -> threading.Thread:
     factor = float(os.environ.get("JOBRUNTIME_HEARTBEAT_TIMEOUT_FACTOR", TIMEOUT_FACTOR))
 
+    started = utcnow()
+
     def loop() -> None:
         while not stop.wait(every):
-            expire(ctx, utcnow(), factor)
+            expire(ctx, utcnow(), factor, since=started)
 
     thread = threading.Thread(target=loop, name="heartbeat-timeouts", daemon=True)
     thread.start()
