@@ -260,3 +260,61 @@ def test_overlap_on_the_standalone_cluster_equals_pandas(world: World, tmp_path:
     table = world.decrypt(result.outputs["overlap"], "org-a/overlap")
     got = {r["segment"]: r["customers"] for r in table.to_pylist()}
     assert got == expected_overlap(world.a, world.b, k=10)
+
+
+def audit(world: World, run_id: str, event: str) -> list[dict[str, object]]:
+    with world.emu.client("operator") as c:
+        return [e.details for e in c.audit().entries if e.run_id == run_id and e.event == event]
+
+
+def test_heartbeats_report_progress_while_spark_runs(world: World) -> None:
+    result = run(world.plan(ROOT / "jobs" / "overlap.py", "overlap-hb", heartbeat_interval=1.0))
+    assert result.exit_code == 0, driver_reason(result.driver_log)  # type: ignore[arg-type]
+    beats = audit(world, result.run_id, "heartbeat")
+    seqs = [int(b["seq"]) for b in beats]  # type: ignore[call-overload]
+    assert seqs == sorted(seqs)
+    assert len(beats) >= 5
+    done = [int(b["jobs_done"]) for b in beats]  # type: ignore[call-overload]
+    assert done == sorted(done)  # progress only advances
+    assert done[-1] > 0
+
+
+SLOW_JOB = """
+import time
+
+def run(ctx):
+    from pyspark.sql import functions as F
+
+    @F.udf("string")
+    def slowly(email):
+        time.sleep(0.1)
+        return email
+
+    rows = ctx.read("customers_a").select(slowly("email").alias("e")).count()
+    ctx.log.info("counted", rows=rows)
+"""
+
+
+def test_cancel_stops_a_running_spark_job(world: World) -> None:
+    module = job_file(world, SLOW_JOB)
+    plan = world.plan(module, "cancelled", heartbeat_interval=1.0)
+    run_ids: list[str] = []
+
+    def cancel_soon(line: str) -> None:
+        if line.startswith("submitted "):
+            run_ids.append(line.split()[1])
+        if line.startswith("spark-submit"):
+
+            def later() -> None:
+                time.sleep(15)  # the driver is up and the slow stage is running
+                with world.emu.client("operator") as c:
+                    c.cancel(run_ids[0], "stop the slow job")
+
+            threading.Thread(target=later, daemon=True).start()
+
+    started = time.monotonic()
+    result = submit(plan, cancel_soon)
+    assert result.exit_code == 29, driver_reason(result.driver_log)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 60 + 15  # well before the job's own end
+    with world.emu.client("operator") as c:
+        assert c.status(result.run_id).state is RunState.CANCELLED
