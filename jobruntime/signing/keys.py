@@ -8,7 +8,6 @@ securesystemslib's ``CryptoSigner`` and ``SSlibKey``.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
 from jobruntime.errors import KeyFileError
+from jobruntime.fsutil import write_private
 
 Algorithm = Literal["ed25519", "ecdsa-p256", "ecdsa-p384"]
 ALGORITHMS: tuple[Algorithm, ...] = ("ed25519", "ecdsa-p256", "ecdsa-p384")
@@ -117,9 +117,4 @@ class SigningKey:
         return self._signer.sign(data)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Create a file only its owner can read, failing if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+__all__ = ["ALGORITHMS", "Algorithm", "SigningKey", "key_id", "write_private"]

@@ -28,7 +28,7 @@ from jobruntime.attestation.certs import (
 from jobruntime.attestation.emulated import DEFAULT_GUEST_POLICY, EmulatedTee
 from jobruntime.attestation.providers.evidence import Evidence, EvidenceKind, check_report_data
 from jobruntime.errors import AttestationError, ConfigError
-from jobruntime.signing.keys import write_private
+from jobruntime.fsutil import write_private
 
 ARK_FILE, ASK_FILE, VCEK_FILE, KEY_FILE = "ark.pem", "ask.pem", "vcek.pem", "vcek-key.pem"
 EMULATED_MEASUREMENT = hashlib.sha384(b"jobruntime emulated guest").digest()
