@@ -38,9 +38,9 @@ def parser() -> argparse.ArgumentParser:
         default=env("JOB_HEARTBEAT_TRANSPORT", "http"),
     )
     p.add_argument(
-        "--servicebus-connection-string-env",
+        "--servicebus-env",
         default="JOB_SERVICEBUS_CONNECTION",
-        help="name of the variable holding the Service Bus connection string",
+        help="the variable holding the Service Bus connection string (never a flag)",
     )
     return p
 
@@ -69,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return AttestedSession(client(), bundle.spec.run_id, provider, purpose="heartbeat")
 
         def transport_for(bundle: VerifiedBundle) -> Transport:
+            if args.transport == "servicebus":
+                from heartbeat.transports.bus import ServiceBusHeartbeats
+
+                conn = os.environ.get(args.servicebus_env)
+                if not conn:
+                    raise ConfigError(f"${args.servicebus_env} is not set")
+                return ServiceBusHeartbeats(conn, bundle.spec.run_id)
             return HttpTransport(client(), bundle.spec.run_id)
 
         sidecar = Sidecar(
@@ -87,3 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobRuntimeError as exc:
         print(f"heartbeat: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # never a traceback with values in it
+        print(f"heartbeat: internal: unexpected {type(exc).__name__}", file=sys.stderr)
+        return 70

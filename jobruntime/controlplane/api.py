@@ -273,5 +273,6 @@ class SignedHeartbeat(_Wire):
 
 class HeartbeatAck(_Wire):
     accepted: bool
+    run_id: str | None = None
     cancel: bool = False
     reason: str | None = None

@@ -8,6 +8,7 @@ log. Every route names the roles allowed to call it; everything else is 401/403.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -66,6 +67,9 @@ def create_app(state_dir: Path) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         heartbeats.watch(ctx, stop)
+        bus = os.environ.get(heartbeats.SERVICEBUS_ENV)
+        if bus:
+            heartbeats.consume_servicebus(ctx, bus, stop)
         yield
         stop.set()
         store.close()

@@ -126,6 +126,7 @@ def accept(
         raise ApiError(*refusal)
     return HeartbeatAck(
         accepted=True,
+        run_id=beat.run_id,
         cancel=state is RunState.CANCELLED,
         reason="cancelled" if state is RunState.CANCELLED else None,
     )
@@ -194,3 +195,41 @@ def register(app: FastAPI, ctx: Context) -> None:
         """One signed heartbeat; the answer says whether the run is to be cancelled."""
         ctx.load_run(run_id, who)
         return accept(ctx, req, who.name, run_id)
+
+
+SERVICEBUS_ENV = "JOBRUNTIME_SERVICEBUS_CONNECTION"
+
+
+def consume_servicebus(ctx: Context, connection_string: str, stop: threading.Event) -> None:
+    """Heartbeats from the Service Bus queue, through the same checks as HTTP.
+
+    Refused heartbeats are completed (the refusal is audited; redelivering them
+    would not make them valid); a cancelled run's sidecar gets a cancel order.
+    """
+    from heartbeat.transports.servicebus import ServiceBusHeartbeatConsumer
+
+    cancels: dict[str, str] = {}
+
+    def handle(body: bytes) -> bool:
+        try:
+            ack = accept(ctx, SignedHeartbeat.model_validate_json(body), "servicebus")
+        except (ApiError, ValueError):
+            return True
+        if ack.cancel and ack.run_id:
+            cancels[ack.run_id] = ack.reason or "cancelled"  # sent after the receive
+        return True
+
+    consumer = ServiceBusHeartbeatConsumer(connection_string, handle)
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                consumer.poll(1.0)
+                while cancels:
+                    run_id, reason = cancels.popitem()
+                    consumer.send_cancel(run_id, reason)
+            except JobRuntimeError:
+                stop.wait(1.0)  # the broker is away: try again, never give up
+        consumer.close()
+
+    threading.Thread(target=loop, name="servicebus-heartbeats", daemon=True).start()
