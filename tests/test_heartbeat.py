@@ -211,7 +211,7 @@ def test_killing_the_sidecar_fails_the_run_within_timeout_plus_interval(
                 time.sleep(0.1)
             status = c.status(run_id)
         assert status.outcome_reason == "heartbeat-timeout"
-        assert time.monotonic() - killed <= 3 * interval + interval + 1.0  # + watcher tick
+        assert time.monotonic() - killed <= 3 * interval + interval + 2.0  # + watcher tick, load
     finally:
         proc.kill()
 
@@ -227,7 +227,7 @@ def test_cancel_stops_the_driver_within_an_interval(runs: Runs, pod: Any) -> Non
             c.cancel(run_id, "stop it")
         started = time.monotonic()
         assert driver.wait(10) == -signal.SIGTERM
-        assert time.monotonic() - started < 0.5 + 1.5
+        assert time.monotonic() - started < 0.5 + 3.0  # one interval, plus slack for load
     finally:
         driver.kill()
         proc.kill()
