@@ -246,7 +246,7 @@ def test_control_plane_outage_keeps_a_backlog_that_arrives_later(tmp_path: Path)
             while not heartbeats(emu, run_id) and time.monotonic() < deadline:
                 time.sleep(0.2)
             emu.stop()
-            time.sleep(5.0)  # the 30 s, shortened: the mechanism is the same
+            time.sleep(30.0)  # the control plane is down for 30 s
             assert proc.poll() is None  # it neither crashed nor gave up
             emu.start()
             time.sleep(3.0)
@@ -255,7 +255,7 @@ def test_control_plane_outage_keeps_a_backlog_that_arrives_later(tmp_path: Path)
             proc.wait(30)
         seqs = [d["seq"] for d in heartbeats(emu, run_id)]
         assert seqs == list(range(len(seqs)))  # none lost, in order, across the outage
-        assert len(seqs) >= 10
+        assert len(seqs) >= 30  # fewer during the outage: each failed send waits its deadline
         with emu.client("operator") as c:
             assert c.status(run_id).state is RunState.CLAIMED  # the run was not lost
     finally:

@@ -112,3 +112,23 @@ def test_heartbeats_over_service_bus_arrive_in_order_and_cancel_comes_back(
         (bundle / "driver-outcome.json").write_text(json.dumps({"outcome": "cancelled"}))
         proc.terminate()
         proc.wait(20)
+
+
+def test_killing_the_sidecar_on_service_bus_fails_the_run_in_time(
+    bus_world: tuple[EmulatorProcess, Runs], servicebus_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    emu, runs = bus_world
+    run_id = runs.approved()
+    bundle = verify_run(runs.config(run_id)).parent
+    token = tmp_path / "token"
+    token.write_text(emu.token("verifier"))
+    proc = sidecar(emu, bundle, token, servicebus_broker.connection_string)
+    try:
+        assert wait_for(lambda: len(beats(emu, run_id)) >= 2, 30)
+        proc.kill()
+        killed = time.monotonic()
+        with emu.client("operator") as c:
+            assert wait_for(lambda: c.status(run_id).outcome_reason == "heartbeat-timeout", 20)
+        assert time.monotonic() - killed <= 3 * 2 + 2 + 3  # timeout + interval (+ slack)
+    finally:
+        proc.kill()
