@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from heartbeat.cli import command
 from jobruntime.emulator.process import EmulatorProcess
 from tests.conftest import Runs
 from verifier.run import verify_run
@@ -66,25 +67,14 @@ def main() -> int:
         token.write_text(emu.token("verifier"))
         bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         sidecar = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "heartbeat",
-                "--bundle-dir",
-                str(bundle),
-                "--control-plane-url",
+            command(
+                bundle,
                 emu.url,
-                "--token-file",
-                str(token),
-                "--tee",
-                "emulated",
-                "--emulated-tee-dir",
-                str(emu.state / "tee"),
-                "--interval",
-                str(args.interval),
-                "--spark-ui",
-                "http://127.0.0.1:9",
-            ],
+                token,
+                emu.state / "tee",
+                args.interval,
+                spark_ui="http://127.0.0.1:9",
+            ),
             stderr=subprocess.DEVNULL,
         )
         try:

@@ -45,6 +45,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def command(
+    bundle_dir: Path,
+    url: str,
+    token_file: Path,
+    emulated_tee_dir: Path,
+    interval: float,
+    *,
+    transport: str = "http",
+    spark_ui: str | None = None,
+) -> list[str]:
+    """The argv of a sidecar on the emulated TEE (local runs, tests, benchmarks)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "heartbeat",
+        "--bundle-dir",
+        str(bundle_dir),
+        "--control-plane-url",
+        url,
+        "--token-file",
+        str(token_file),
+        "--tee",
+        "emulated",
+        "--emulated-tee-dir",
+        str(emulated_tee_dir),
+        "--interval",
+        str(interval),
+        "--transport",
+        transport,
+    ]
+    return argv + (["--spark-ui", spark_ui] if spark_ui else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="heartbeat: %(message)s", stream=sys.stderr)
     args = parser().parse_args(argv)

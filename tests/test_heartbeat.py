@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from heartbeat.cli import command
 from jobruntime.attestation.providers.choose import provider_for
 from jobruntime.controlplane.api import Heartbeat, Progress, RunState, SignedHeartbeat
 from jobruntime.emulator.heartbeats import expire
@@ -139,26 +140,10 @@ def test_the_control_planes_own_downtime_is_not_silence(runs: Runs) -> None:
 def sidecar(
     emu: EmulatorProcess, bundle: Path, token: Path, interval: float
 ) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "heartbeat",
-        "--bundle-dir",
-        str(bundle),
-        "--control-plane-url",
-        emu.url,
-        "--token-file",
-        str(token),
-        "--tee",
-        "emulated",
-        "--emulated-tee-dir",
-        str(emu.state / "tee"),
-        "--interval",
-        str(interval),
-        "--spark-ui",
-        "http://127.0.0.1:9",
-    ]
-    return subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    argv = command(
+        bundle, emu.url, token, emu.state / "tee", interval, spark_ui="http://127.0.0.1:9"
+    )
+    return subprocess.Popen(argv, stderr=subprocess.PIPE)
 
 
 def heartbeats(emu: EmulatorProcess, run_id: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from heartbeat.cli import command
 from jobruntime.emulator.heartbeats import SERVICEBUS_ENV
 from jobruntime.emulator.process import EmulatorProcess
 from tests.conftest import Runs
@@ -41,29 +42,17 @@ def bus_world(
 
 
 def sidecar(emu: EmulatorProcess, bundle: Path, token: Path, bus: str) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "heartbeat",
-        "--bundle-dir",
-        str(bundle),
-        "--control-plane-url",
+    argv = command(
+        bundle,
         emu.url,
-        "--token-file",
-        str(token),
-        "--tee",
-        "emulated",
-        "--emulated-tee-dir",
-        str(emu.state / "tee"),
-        "--interval",
-        "2",
-        "--spark-ui",
-        "http://127.0.0.1:9",
-        "--transport",
-        "servicebus",
-    ]
+        token,
+        emu.state / "tee",
+        2.0,
+        transport="servicebus",
+        spark_ui="http://127.0.0.1:9",
+    )
     env = {**os.environ, "JOB_SERVICEBUS_CONNECTION": bus}
-    return subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
 
 
 def beats(emu: EmulatorProcess, run_id: str) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -207,23 +206,9 @@ def heartbeat_sidecar(
     plan: SubmitPlan, emu: EmulatorProcess, work: Path, token: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The heartbeat sidecar beside the driver; it exits after the driver's final word."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "heartbeat",
-        "--bundle-dir",
-        str(work / "bundle"),
-        "--control-plane-url",
-        emu.url,
-        "--token-file",
-        str(token),
-        "--tee",
-        "emulated",
-        "--emulated-tee-dir",
-        str(emu.state / "tee"),
-        "--interval",
-        str(plan.heartbeat_interval),
-    ]
+    from heartbeat.cli import command
+
+    cmd = command(work / "bundle", emu.url, token, emu.state / "tee", plan.heartbeat_interval)
     log = (plan.state / "runs" / f"heartbeat-{work.name}.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
