@@ -48,7 +48,7 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from jobruntime.dataset import files, versions
 from jobruntime.datasource.options import AgentRegistry
-from jobruntime.keyagent.client import KeyAgentClient
+from jobruntime.keyagent.client import AgentKeyOps, KeyAgentClient
 from jobruntime.keyagent.server import KeyAgentServer
 from jobruntime.keyagent.source import StaticKeySource
 from jobruntime.storage.uri import open_storage
@@ -111,12 +111,12 @@ def mib(n: float) -> str:
 
 
 @contextlib.contextmanager
-def key_agent() -> Iterator[tuple[Path, bytes]]:
+def key_agent() -> Iterator[Path]:
     key = os.urandom(32)
     directory = Path(tempfile.mkdtemp(prefix="bench-agent-", dir="/dev/shm"))
     server = KeyAgentServer(directory / "agent.sock", StaticKeySource({DATASET: key})).start()
     try:
-        yield server.socket_path, key
+        yield server.socket_path
     finally:
         server.close()
         shutil.rmtree(directory, ignore_errors=True)
@@ -200,30 +200,31 @@ def drain(batches: Iterator[pa.RecordBatch]) -> int:
 
 
 def part_breakdown(
-    confidential_uri: str, native_dir: Path, socket: Path, key: bytes, repeats: int
+    confidential_uri: str, native_dir: Path, socket: Path, repeats: int
 ) -> dict[str, float]:
     """Seconds for one part, single-threaded pyarrow (a Spark task has one core)."""
     storage = open_storage(confidential_uri)
     registry = AgentRegistry(KeyAgentClient(socket), DATASET)
-    manifest = versions.open_latest(storage, confidential_uri, KEY_ID, key, registry)
+    ops = AgentKeyOps(KeyAgentClient(socket), DATASET, KEY_ID)  # as an executor does
+    manifest = versions.open_latest(storage, confidential_uri, ops, registry)
     assert manifest is not None
-    entry, key_id = manifest.files[0], manifest.key_id
+    entry = manifest.files[0]
     native_part = sorted(native_dir.glob("part-*.parquet"))[0]
     previous = pa.cpu_count()
     pa.set_cpu_count(1)
     try:
         data = storage.read(entry.path)
-        batches = list(files.decrypt(data, key_id, key, confidential_uri, entry.path))
+        batches = list(files.decrypt(data, ops, confidential_uri, entry.path))
         schema = batches[0].schema
         # The same rows in the same layout without encryption: the cost of PME alone.
         plain_same = _plain_encode(batches, schema)
         # The same rows in row groups of files.ROW_GROUP_ROWS, as the writer intends.
         big = pa.Table.from_batches(batches).combine_chunks()
         big_groups = big.to_batches(max_chunksize=files.ROW_GROUP_ROWS)
-        data_big, _, n_big = files.encrypt(big_groups, schema, key_id, key)
+        data_big, _, n_big = files.encrypt(big_groups, schema, ops)
 
         def dec(blob: bytes) -> Callable[[], int]:
-            return lambda: drain(files.decrypt(blob, key_id, key, confidential_uri, entry.path))
+            return lambda: drain(files.decrypt(blob, ops, confidential_uri, entry.path))
 
         steps: dict[str, Callable[[], Any]] = {
             "read_bytes": lambda: storage.read(entry.path),
@@ -233,7 +234,7 @@ def part_breakdown(
             "plain_same": lambda: drain(pq.ParquetFile(pa.BufferReader(plain_same)).iter_batches()),
             "plain_file": lambda: drain(pq.ParquetFile(native_part).iter_batches()),
             "decrypt_big": dec(data_big),
-            "encrypt": lambda: files.encrypt(batches, schema, key_id, key),
+            "encrypt": lambda: files.encrypt(batches, schema, ops),
             "plain_encode": lambda: _plain_encode(batches, schema),
         }
         # Round-robin, best of each: a burst of load elsewhere does not land on one step only.
@@ -288,8 +289,8 @@ def main() -> int:
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="dataset-throughput-", dir=args.tmp))
     try:
-        with key_agent() as (socket, key):
-            return run(root, socket, key, rows, parts, repeats, write_repeats, started)
+        with key_agent() as socket:
+            return run(root, socket, rows, parts, repeats, write_repeats, started)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         print(f"temporary data removed: {root} ({'gone' if not root.exists() else 'LEFT'})")
@@ -298,7 +299,6 @@ def main() -> int:
 def run(
     root: Path,
     socket: Path,
-    key: bytes,
     rows: int,
     parts: int,
     repeats: int,
@@ -420,7 +420,7 @@ def run(
         print(f"answers agree across the three readers: {'yes' if ok else 'NO'}")
 
         # 3. Where one part's time goes, outside Spark.
-        bd = part_breakdown(uri, native_dir, socket, key, repeats)
+        bd = part_breakdown(uri, native_dir, socket, repeats)
         n_files = int(bd["files"])
         waves = math.ceil(n_files / PARALLELISM)
         per_task = bd["read_verified"] + bd["decrypt"]

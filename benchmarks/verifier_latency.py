@@ -1,9 +1,11 @@
 """How long job-verifier takes from process start to a written bundle.
 
-Against a real local emulator: for each of N approved runs, time the
-``job-verifier`` process end to end, and compare in the same run with two
-baselines: a bare ``python -c pass`` (interpreter start, the floor of any
-Python init container) and ``verify_run`` in-process (the verification work
+Against a real local emulator: for each of N runs in pod isolation (the spec names
+the driver pod's HOST_DATA, measured by the local pod launcher), time the
+``job-verifier`` container end to end: checks 1-8, attestation with the spec digest,
+pod and role bound and HOST_DATA checked, then the claim with that attested session.
+Baselines in the same run: a bare ``python -c pass`` (interpreter start, the floor of
+any Python init container) and ``verify_run`` in-process (the verification work
 alone). Target: under 1 s end to end on this machine.
 
     .venv/bin/python benchmarks/verifier_latency.py [--runs 15]
@@ -12,6 +14,7 @@ alone). Target: under 1 s end to end on this machine.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,8 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.job import pods
 from tests.conftest import Runs
-from verifier.cli import command
+from tests.pods import pod_run
 from verifier.run import verify_run
 
 
@@ -50,14 +54,17 @@ def main() -> int:
         emu = EmulatorProcess(tmp / "emu").start()
         try:
             runs = Runs(emu, tmp)
-            token = tmp / "token"
-            token.write_text(emu.token("verifier"))
             python = [timed([sys.executable, "-c", "pass"]) for _ in range(n)]
             process = []
-            for i in range(n):
-                run_id = runs.approved()
-                config = runs.config(run_id, output_dir=tmp / f"out{i}", termination_log=tmp / "t")
-                process.append(timed(command(config, token)))
+            for _ in range(n):
+                work = Path(tempfile.mkdtemp(prefix="bench-verifier-", dir="/dev/shm"))
+                try:
+                    run = pod_run(runs, work)
+                    started = time.perf_counter()
+                    pods.run_verifier(run.driver, run.plan, "driver")
+                    process.append(time.perf_counter() - started)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
             inproc = []
             for i in range(n):
                 run_id = runs.approved()
@@ -67,7 +74,7 @@ def main() -> int:
         finally:
             emu.stop()
     med = statistics.median(process)
-    print(f"job-verifier, process start to bundle ({n} runs): {summary(process)}")
+    print(f"job-verifier pod container, start to bundle ({n} runs): {summary(process)}")
     print(f"baseline python -c pass:                       {summary(python)}")
     print(f"verify_run in-process (the checks + 2 HTTP):   {summary(inproc)}")
     print(

@@ -18,16 +18,28 @@ from jobruntime.attestation.providers.choose import provider_for
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.errors import ConfigError, JobRuntimeError
 from jobruntime.keyrelease.session import AttestedSession
-from jobruntime.spec.bundle import VerifiedBundle
+from jobruntime.verification.bundle import PodBundle
+from jobruntime.verification.pinned import anchors
 
 
 def parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m heartbeat")
     p.add_argument("--bundle-dir", type=Path, default=env("JOB_BUNDLE_DIR"))
-    p.add_argument("--control-plane-url", default=env("JOB_CONTROL_PLANE_URL"))
+    p.add_argument(
+        "--control-plane-url",
+        default=env("JOB_CONTROL_PLANE_URL"),
+        help="development mode only [$JOB_CONTROL_PLANE_URL]",
+    )
+    p.add_argument(
+        "--trust-root",
+        default=env("JOB_TRUST_ROOT"),
+        help="development mode only [$JOB_TRUST_ROOT]",
+    )
     p.add_argument("--token-file", type=Path, default=env("JOB_VERIFIER_TOKEN_FILE"))
-    p.add_argument("--ca-bundle", type=Path, default=env("JOB_CA_BUNDLE"))
+    p.add_argument(
+        "--ca-bundle", default=env("JOB_CA_BUNDLE"), help="development mode only [$JOB_CA_BUNDLE]"
+    )
     p.add_argument("--tee", default=env("JOB_TEE", "auto"))
     p.add_argument("--emulated-tee-dir", type=Path, default=env("JOB_EMULATED_TEE_DIR"))
     p.add_argument("--interval", type=float, default=float(env("JOB_HEARTBEAT_INTERVAL", "10")))
@@ -52,10 +64,11 @@ def command(
     emulated_tee_dir: Path,
     interval: float,
     *,
+    trust_root: Path,
     transport: str = "http",
     spark_ui: str | None = None,
 ) -> list[str]:
-    """The argv of a sidecar on the emulated TEE (local runs, tests, benchmarks)."""
+    """The argv of a development-mode sidecar on the emulated TEE (local runs, tests)."""
     argv = [
         sys.executable,
         "-m",
@@ -64,6 +77,8 @@ def command(
         str(bundle_dir),
         "--control-plane-url",
         url,
+        "--trust-root",
+        str(trust_root),
         "--token-file",
         str(token_file),
         "--tee",
@@ -82,37 +97,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="heartbeat: %(message)s", stream=sys.stderr)
     args = parser().parse_args(argv)
     try:
-        if not (args.bundle_dir and args.control_plane_url and args.token_file):
-            raise ConfigError("needs --bundle-dir, --control-plane-url and --token-file")
+        if not (args.bundle_dir and args.token_file):
+            raise ConfigError("needs --bundle-dir and --token-file")
+        pinned = anchors(
+            "heartbeat",
+            trust_root=args.trust_root,
+            control_plane_url=args.control_plane_url,
+            ca_bundle=args.ca_bundle,
+        )
         token = args.token_file.read_text().strip()
 
         def client() -> ControlPlaneClient:
             # Short per-call retries: the sidecar's own backlog absorbs outages.
             return ControlPlaneClient(
-                args.control_plane_url,
+                pinned.control_plane_url,
                 token,
-                ca_bundle=args.ca_bundle,
+                ca_bundle=pinned.ca_bundle,
                 retry_for=min(5.0, args.interval),
                 timeout=5.0,
             )
 
         provider = provider_for(args.tee, args.emulated_tee_dir)
 
-        def session_for(bundle: VerifiedBundle) -> AttestedSession:
-            return AttestedSession(client(), bundle.spec.run_id, provider, purpose="heartbeat")
+        def session_for(bundle: PodBundle) -> AttestedSession:
+            return AttestedSession(client(), bundle.identity, provider, purpose="heartbeat")
 
-        def transport_for(bundle: VerifiedBundle) -> Transport:
+        def transport_for(bundle: PodBundle) -> Transport:
             if args.transport == "servicebus":
                 from heartbeat.transports.bus import ServiceBusHeartbeats
 
                 conn = os.environ.get(args.servicebus_env)
                 if not conn:
                     raise ConfigError(f"${args.servicebus_env} is not set")
-                return ServiceBusHeartbeats(conn, bundle.spec.run_id)
-            return HttpTransport(client(), bundle.spec.run_id)
+                return ServiceBusHeartbeats(conn, bundle.run_id)
+            return HttpTransport(client(), bundle.run_id)
 
         sidecar = Sidecar(
-            SidecarSettings(args.bundle_dir, args.interval),
+            SidecarSettings(args.bundle_dir, pinned.trust_root, args.interval),
             session_for,
             transport_for,
             SparkProgress(args.spark_ui),

@@ -1,6 +1,8 @@
 """How far the driver got, from Spark's REST API on the pod's loopback.
 
-It never raises: a driver that is starting, busy or gone reads as "no progress".
+It never raises: a driver that is starting or busy reads as "no progress", and one that
+has gone (its Spark stopped before the final heartbeat) keeps its last reading, so
+progress reported to the control plane only ever advances.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class SparkProgress:
         self._timeout = timeout
         self._session = requests.Session()
         self._session.trust_env = False  # loopback only, never through a proxy
+        self._last = Progress()
 
     def _get(self, path: str) -> Any:
         resp = self._session.get(f"{self.ui_url}/api/v1{path}", timeout=self._timeout)
@@ -28,14 +31,14 @@ class SparkProgress:
         try:
             apps = self._get("/applications")
             if not apps:
-                return Progress()
+                return self._last
             app = apps[0]["id"]
             jobs = self._get(f"/applications/{app}/jobs")
             stages = self._get(f"/applications/{app}/stages")
         except (requests.RequestException, ValueError, KeyError, IndexError, TypeError):
-            return Progress()
+            return self._last
         done = [s for s in stages if s.get("status") in ("COMPLETE", "SKIPPED")]
-        return Progress(
+        self._last = Progress(
             jobs_done=sum(1 for j in jobs if j.get("status") in ("SUCCEEDED", "FAILED")),
             jobs_total=len(jobs),
             stages_done=len(done),
@@ -43,3 +46,4 @@ class SparkProgress:
             tasks_done=sum(int(s.get("numCompleteTasks", 0)) for s in stages),
             tasks_total=sum(int(s.get("numTasks", 0)) for s in stages),
         )
+        return self._last

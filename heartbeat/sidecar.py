@@ -25,13 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from heartbeat.progress import SparkProgress
-from jobruntime.controlplane.api import Heartbeat, HeartbeatAck, SignedHeartbeat
+from jobruntime.controlplane.api import Heartbeat, HeartbeatAck, OutputReport, SignedHeartbeat
 from jobruntime.errors import ControlPlaneError, ControlPlaneUnavailableError, JobRuntimeError
 from jobruntime.keyrelease.session import AttestedSession
-from jobruntime.spec.bundle import BUNDLE_NAME, VerifiedBundle
+from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import utcnow
+from jobruntime.verification.bundle import BUNDLE_NAME, PodBundle, load_bundle
 
 log = logging.getLogger("jobruntime.heartbeat")
 
@@ -49,6 +52,7 @@ class Transport(Protocol):
 @dataclass
 class SidecarSettings:
     bundle_dir: Path
+    trust_root: Path
     interval: float = 10.0
     backlog: int = 360
     final_deadline: float = 120.0
@@ -58,8 +62,8 @@ class Sidecar:
     def __init__(
         self,
         settings: SidecarSettings,
-        session_for: Callable[[VerifiedBundle], AttestedSession],
-        transport_for: Callable[[VerifiedBundle], Transport],
+        session_for: Callable[[PodBundle], AttestedSession],
+        transport_for: Callable[[PodBundle], Transport],
         progress: SparkProgress,
     ) -> None:
         self.settings = settings
@@ -73,21 +77,24 @@ class Sidecar:
     def stop(self) -> None:
         self._stop.set()
 
-    def wait_for_bundle(self) -> VerifiedBundle:
+    def wait_for_bundle(self) -> PodBundle:
         while not (self.settings.bundle_dir / BUNDLE_NAME).exists():
             if self._stop.wait(0.2):
                 raise JobRuntimeError("stopped before the verified bundle appeared")
-        return VerifiedBundle.load(self.settings.bundle_dir)
+        # Re-verified against the pinned trust root before anything in it is used.
+        return load_bundle(
+            self.settings.bundle_dir, TrustRoot.load(self.settings.trust_root), now=utcnow()
+        )
 
     def run(self) -> int:
         bundle = self.wait_for_bundle()
         session = self._attest(bundle)
         transport = self._transport_for(bundle)
-        run_id, seq = bundle.spec.run_id, 0
+        run_id, seq = bundle.run_id, 0
         final_since: float | None = None
         try:
             while True:
-                outcome = self._outcome()
+                outcome, reason, outputs = self._outcome()
                 ui = self.settings.bundle_dir / DRIVER_UI
                 if ui.exists():  # the driver says where its REST API listens
                     self._progress.ui_url = ui.read_text().strip().rstrip("/")
@@ -99,6 +106,8 @@ class Sidecar:
                     progress=self._progress.read(),
                     interval=self.settings.interval,
                     final=outcome is not None,
+                    reason=reason,
+                    outputs=outputs,
                 )
                 seq += 1
                 self._backlog.append(
@@ -115,7 +124,7 @@ class Sidecar:
         finally:
             transport.close()
 
-    def _attest(self, bundle: VerifiedBundle) -> AttestedSession:
+    def _attest(self, bundle: PodBundle) -> AttestedSession:
         """Attest once; an unreachable control plane is retried, never fatal."""
         while True:
             session = self._session_for(bundle)
@@ -154,13 +163,27 @@ class Sidecar:
                 self.cancelled = True
                 self._stop_driver()
 
-    def _outcome(self) -> str | None:
+    def _outcome(self) -> tuple[str | None, str | None, list[OutputReport]]:
+        """The driver's last word, if written: outcome, failure code, published outputs.
+
+        The driver holds no control-plane token: its outcome reaches the control plane
+        only as this sidecar's final signed heartbeat, from the claiming pod's session.
+        """
         path = self.settings.bundle_dir / DRIVER_OUTCOME
         try:
-            outcome = json.loads(path.read_text()).get("outcome")
+            obj = json.loads(path.read_text())
+            outcome = obj.get("outcome")
         except (OSError, ValueError, AttributeError):
-            return None
-        return outcome if outcome in ("succeeded", "failed", "cancelled") else "failed"
+            return None, None, []
+        if outcome not in ("succeeded", "failed", "cancelled"):
+            return "failed", "driver.outcome_unreadable", []
+        try:
+            outputs = [OutputReport.model_validate(o) for o in obj.get("outputs", [])]
+            reason = obj.get("reason")
+            reason = str(reason)[:300] if reason is not None else None
+        except (ValidationError, TypeError):
+            return "failed", "driver.outcome_unreadable", []
+        return outcome, reason, outputs
 
     def _stop_driver(self) -> None:
         """Graceful: SIGTERM lets the driver cancel its Spark jobs and write its outcome."""

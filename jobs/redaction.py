@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+LOG_FIELDS = ("method",)  # what ctx.log may show besides counts: a parameter, never data
+
 
 class Params(BaseModel):
     pii_columns: list[str] = Field(min_length=1)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+LOG_FIELDS = ("group_by",)  # what ctx.log may show besides counts: a parameter, never data
+
 
 class Params(BaseModel):
     group_by: Literal["region", "product", "channel"] = "region"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,9 @@ from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
-from jobruntime.spec.checks import decode
+from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.models import JobRunRequest, utcnow
+from jobruntime.verification.signed import VerifiedSpec, verify_response
 from tests.azurite import AzuriteProcess, azurite
 from verifier.run import VerifierConfig
 
@@ -32,6 +35,11 @@ DATASETS = (
     ("overlap", "org-a", "out"),
 )
 MODULE_SOURCE = b"def run(ctx):\n    return None\n"
+DEV_POLICY = ReleasePolicy(
+    isolation=["pod", "node"],
+    evidence_kinds=[EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM, EvidenceKind.EMULATED],
+    measurements=[EMULATED_MEASUREMENT.hex()],
+)
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +124,9 @@ class Runs:
                     "owner": "org-a",
                 }
             ],
+            # In-process tests have no pod launcher to measure HOST_DATA; the pod-isolation
+            # path runs with real pods in tests/test_workload_identity.py and the e2e tests.
+            "workload": {"isolation": "node"},
         }
         body.update(overrides)
         return JobRunRequest.model_validate(body)
@@ -124,11 +135,22 @@ class Runs:
         with self.emu.client("submitter") as c:
             return c.submit(self.request(**overrides)).run_id
 
+    def signed(self, run_id: str) -> VerifiedSpec:
+        """The run's spec as its owners see it: the control plane's signature checked."""
+        with self.emu.client("submitter") as c:
+            body = c.signed_run_bytes(run_id)
+        return verify_response(
+            body,
+            TrustRoot.load(self.emu.trust_root),
+            now=utcnow(),
+            run_id=run_id,
+            review=True,
+        )
+
     def approval(self, run_id: str, owner: str, key: SigningKey | None = None) -> dict[str, Any]:
         key = key or SigningKey.load(self.emu.owner_key(owner))
-        with self.emu.client("submitter") as c:
-            subject = decode(c.signed_run_bytes(run_id), utcnow())
-        return sign_approval(subject.spec, subject.spec_digest, owner, key, utcnow())
+        verified = self.signed(run_id)
+        return sign_approval(verified.spec, verified.digest, owner, key, utcnow())
 
     def approve(self, run_id: str, *owners: str) -> None:
         for owner in owners or ("org-a", "org-b"):
@@ -142,12 +164,15 @@ class Runs:
 
     def keyed(self, policy: ReleasePolicy | None = None, uris: dict[str, str] | None = None) -> str:
         """An approved run whose three datasets have fresh master keys in the KMS."""
+        return self.approved(**self.datasets(policy, uris))
+
+    def datasets(
+        self, policy: ReleasePolicy | None = None, uris: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Request overrides naming the three datasets, each under a fresh KMS key."""
         tag = secrets.token_hex(4)
         uris = uris or {}
-        policy = policy or ReleasePolicy(
-            evidence_kinds=[EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM, EvidenceKind.EMULATED],
-            measurements=[EMULATED_MEASUREMENT.hex()],
-        )
+        policy = policy or DEV_POLICY
         datasets = []
         for name, owner, io in DATASETS:
             key_id = f"{owner}/{name}-{tag}"
@@ -164,10 +189,10 @@ class Runs:
                     },
                 )
             )
-        return self.approved(
-            inputs=[d for io, d in datasets if io == "in"],
-            outputs=[d for io, d in datasets if io == "out"],
-        )
+        return {
+            "inputs": [d for io, d in datasets if io == "in"],
+            "outputs": [d for io, d in datasets if io == "out"],
+        }
 
     def config(self, run_id: str, **overrides: Any) -> VerifierConfig:
         values: dict[str, Any] = {
@@ -190,3 +215,11 @@ class Runs:
 @pytest.fixture
 def runs(emulator: EmulatorProcess, tmp_path: Path) -> Runs:
     return Runs(emulator, tmp_path)
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    """A fresh memory-backed directory of this test's own (key-agent sockets need tmpfs)."""
+    path = Path(tempfile.mkdtemp(prefix="jobruntime-test-", dir="/dev/shm"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

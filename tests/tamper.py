@@ -33,8 +33,8 @@ class TamperingClient(ControlPlaneClient):
         body = super().signed_run_bytes(run_id)
         return json.dumps(self._spec(json.loads(body))).encode() if self._spec else body
 
-    def claim(self, run_id: str, claim_id: str) -> Doc:
-        receipt = super().claim(run_id, claim_id)
+    def claim(self, run_id: str, claim_id: str, session: str) -> Doc:
+        receipt = super().claim(run_id, claim_id, session)
         return self._claim(receipt) if self._claim else receipt
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 from datetime import timedelta
@@ -24,6 +23,7 @@ from jobruntime.signing.trustroot import Role, TrustedKey, TrustRoot
 from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import utcnow
 from tests.conftest import Runs
+from tests.sessions import TestPod
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def entries(emulator: EmulatorProcess, runs: Runs) -> list[AuditEntry]:
     """The log after a submit, approvals, a claim, a cancel and a refused call."""
     claimed = runs.approved()
-    with emulator.client("verifier") as c:
-        c.claim(claimed, secrets.token_hex(32))
+    assert TestPod(emulator, claimed).claim().status_code == 200
     with emulator.client("submitter") as c:
         c.cancel(runs.submit(), "no longer needed")
     requests.get(f"{emulator.url}/v1/audit", timeout=10)  # refused: no token

@@ -34,6 +34,7 @@ from jobruntime.errors import (
 )
 from jobruntime.spec.models import utcnow
 from tests.conftest import Runs
+from tests.sessions import client_session
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH = json.dumps({"status": "ok", "principal": "tester"}).encode()
@@ -202,22 +203,31 @@ def test_refusals_are_typed(emulator: EmulatorProcess, runs: Runs) -> None:
     with emulator.client("operator") as c, pytest.raises(NotFoundError):
         c.status("run-does-not-exist")
 
+    # A driver's verifier attests before it claims; the claim's refusals come back typed
+    # from either step.
     pending = runs.submit()
     with emulator.client("verifier") as c, pytest.raises(ClaimError) as not_approved:
-        c.claim(pending, secrets.token_hex(32))
+        client_session(emulator, c, pending).attest()
     assert type(not_approved.value) is ClaimError
 
     claimed = runs.approved()
     with emulator.client("verifier") as c:
-        c.claim(claimed, secrets.token_hex(32))
+        first = client_session(emulator, c, claimed)
+        first.attest()
+        c.claim(claimed, secrets.token_hex(32), first.token)
         with pytest.raises(ClaimReplayedError):
-            c.claim(claimed, secrets.token_hex(32))
+            c.claim(claimed, secrets.token_hex(32), first.token)
+        with pytest.raises(ClaimReplayedError):
+            client_session(emulator, c, claimed).attest()
+        with pytest.raises(AuthError) as no_session:
+            c.claim(claimed, secrets.token_hex(32), "made-up")
+    assert no_session.value.remote_code == "kms.session_invalid"
 
     cancelled = runs.approved()
     with emulator.client("operator") as c:
         assert c.cancel(cancelled, "no").state == "cancelled"
     with emulator.client("verifier") as c, pytest.raises(RunCancelledError):
-        c.claim(cancelled, secrets.token_hex(32))
+        client_session(emulator, c, cancelled).attest()
 
 
 # --- TLS ------------------------------------------------------------------------------------

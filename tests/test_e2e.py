@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import secrets
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import pytest
 
 from jobruntime.controlplane.api import RunState
 from jobruntime.dataset import owner
+from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.dataset.registry import ControlPlaneRegistry
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
@@ -41,13 +45,17 @@ class World:
     inputs: dict[str, str]
     keys: dict[str, bytes]
 
+    shm: Path
+
     def plan(self, module: Path, output: str, **kw: object) -> SubmitPlan:
+        kw.setdefault("spark_conf", {"spark.local.dir": str(self.tmp / "spark-local")})
         return SubmitPlan(
             module=module,
             inputs=dict(self.inputs),
             outputs={"overlap": f"file://{self.tmp / output}"},
             params={"k": 10},
             state=self.emu.state,
+            work_root=self.shm,
             **kw,
         )  # type: ignore[arg-type]
 
@@ -58,7 +66,11 @@ class World:
             key = c.owner_key(key_id)
             self.keys[key_id] = key
             owner.decrypt(
-                open_storage(uri), uri, key_id, key, ControlPlaneRegistry(c, uri, key_id), target
+                open_storage(uri),
+                uri,
+                LocalMasterKey(key_id, key),
+                ControlPlaneRegistry(c, uri, key_id),
+                target,
             )
         return pq.read_table(target)
 
@@ -74,15 +86,23 @@ def encrypt(emu: EmulatorProcess, df: pd.DataFrame, uri: str, key_id: str) -> by
             iter(table.to_batches()),
             open_storage(uri),
             uri,
-            key_id,
-            key,
+            LocalMasterKey(key_id, key),
             ControlPlaneRegistry(c, uri, key_id),
         )
     return key
 
 
 @pytest.fixture(scope="module")
-def world(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> World:
+def world_shm() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="jobruntime-e2e-", dir="/dev/shm"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def world(
+    emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory, world_shm: Path
+) -> World:
     tmp = tmp_path_factory.mktemp("e2e")
     a, b = customers(seed=11, size=600, shared=300)
     a.loc[0, "email"] = SENTINEL
@@ -92,7 +112,7 @@ def world(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -
         uri = f"file://{tmp / name}"
         keys[f"{org}/{name}-{tag}"] = encrypt(emulator, df, uri, f"{org}/{name}-{tag}")
         inputs[name] = uri
-    return World(emulator, tmp, a, b, inputs, keys)
+    return World(emulator, tmp, a, b, inputs, keys, world_shm)
 
 
 def run(plan: SubmitPlan) -> SubmitResult:
@@ -127,9 +147,8 @@ def test_no_plaintext_or_key_bytes_in_anything_the_run_wrote(
     places = [
         world.tmp / "overlap",
         world.emu.state / "runs",
-        *Path("/tmp").glob("spark-*"),
-        *Path("/tmp").glob("blockmgr-*"),
-        *Path("/dev/shm").glob("jobruntime-*"),
+        world.tmp / "spark-local",
+        world.shm,
     ]
     for place in places:
         for f in [place] if place.is_file() else place.rglob("*"):
@@ -139,7 +158,7 @@ def test_no_plaintext_or_key_bytes_in_anything_the_run_wrote(
                 for needle in needles:
                     assert needle not in data, f"{f} holds a sentinel or key"
     assert scanned >= 3
-    assert not list(Path("/dev/shm").glob("jobruntime-*"))  # work dirs are removed
+    assert not list(world.shm.iterdir())  # the pod's memory volume is removed
 
 
 def job_file(world: World, body: str) -> Path:
@@ -184,22 +203,26 @@ def test_module_edited_after_verification_is_caught_by_the_driver(world: World) 
     assert "digest.module" in driver_reason(result.driver_log)  # type: ignore[arg-type]
 
 
-def test_an_owner_who_has_not_approved_stops_the_verifier(world: World) -> None:
-    from jobruntime.job import submit as flow
+def test_an_owner_who_has_not_approved_stops_the_verifier(world: World, shm_dir: Path) -> None:
+    from jobruntime.job import pods
+    from jobruntime.job.submit import prepare
+    from jobruntime.signing.approvals import sign_approval
+    from jobruntime.signing.keys import SigningKey
+    from jobruntime.spec.models import utcnow
+    from tests.conftest import Runs
 
     plan = world.plan(ROOT / "jobs" / "overlap.py", "unapproved")
-    in_keys, out_keys = flow._key_ids(plan)
-    flow._ensure_keys(world.emu, list(out_keys.values()))
-    with world.emu.client("submitter") as c:
-        run_id = c.submit(flow.build_request(plan, in_keys, out_keys)).run_id
-    work = world.tmp / "unapproved-work"
-    work.mkdir()
-    token = work / "token"
-    token.write_text(world.emu.token("verifier"))
+    local = prepare(plan, world.emu, shm_dir, lambda _: None)
+    verified = Runs(world.emu, world.tmp).signed(local.run_id)
+    key = SigningKey.load(world.emu.owner_key("org-a"))  # org-b never approves
+    with world.emu.client("owner:org-a") as c:
+        c.approve(
+            local.run_id, sign_approval(verified.spec, verified.digest, "org-a", key, utcnow())
+        )
     with pytest.raises(JobRuntimeError) as info:
-        flow._verifier(world.emu, run_id, plan.module, work, token)
+        pods.run_verifier(local.driver, local.pod_plan, "driver")
     assert "approval.threshold" in info.value.message
-    assert not (work / "bundle").exists()
+    assert not local.pod_plan.bundle_dir("driver").exists()
 
 
 def test_emulator_restarted_mid_run_completes_and_keeps_state(world: World, tmp_path: Path) -> None:
@@ -290,7 +313,8 @@ def run(ctx):
         time.sleep(0.5)  # long enough that the cancel always lands first
         return email
 
-    rows = ctx.read("customers_a").select(slowly("email").alias("e")).count()
+    # Counting the UDF's column makes Spark run it (a bare count() would prune it).
+    rows = ctx.read("customers_a").agg(F.count(slowly("email"))).collect()[0][0]
     ctx.log.info("counted", rows=rows)
 """
 
@@ -318,3 +342,39 @@ def test_cancel_stops_a_running_spark_job(world: World) -> None:
     assert time.monotonic() - started < 120  # well before the job's own end (~150 s)
     with world.emu.client("operator") as c:
         assert c.status(result.run_id).state is RunState.CANCELLED
+
+
+CAST_JOB = """
+def run(ctx):
+    from pyspark.sql import functions as F
+
+    df = ctx.read("customers_a")
+    n = df.select(F.col("email").cast("int").alias("x")).agg(F.sum("x")).collect()
+    ctx.log.info("summed", rows=len(n))
+"""
+
+
+def test_a_cast_failing_on_a_value_leaves_it_in_no_log_message_or_file(world: World) -> None:
+    """Spark's cast error quotes the value (the sentinel email): it must reach nothing."""
+    module = job_file(world, CAST_JOB)
+    lines: list[str] = []
+    result = submit(world.plan(module, "cast-fails"), lines.append)
+    assert result.exit_code == 26
+    reason = driver_reason(result.driver_log)  # type: ignore[arg-type]
+    assert "job.failed" in reason and f"{module.name}:6" in reason, reason
+    with world.emu.client("operator") as c:
+        status = c.status(result.run_id)
+        log = c.audit().model_dump_json()
+    assert status.state is RunState.FAILED
+    assert status.outcome_reason is not None and "job.failed" in status.outcome_reason
+    needle = SENTINEL.encode()
+    assert needle not in status.model_dump_json().encode()
+    assert needle not in log.encode()
+    assert not any(SENTINEL in ln for ln in lines)  # the terminal
+    scanned = 0
+    for place in (world.emu.state / "runs", world.tmp / "spark-local", world.shm):
+        for f in place.rglob("*"):
+            if f.is_file():
+                scanned += 1
+                assert needle not in f.read_bytes(), f"{f} holds the value"
+    assert scanned >= 2

@@ -20,28 +20,14 @@ from jobruntime.signing import envelope
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
-from jobruntime.spec.checks import decode
 from jobruntime.spec.codec import sha256_digest
 from jobruntime.spec.models import ClaimReceipt, utcnow
 from tests.conftest import Runs
+from tests.sessions import TestPod, api, error_code
 
 SENTINEL = "s3cr3t-SENTINEL-7f4c1a"
 
 
-def api(
-    emu: EmulatorProcess, principal: str, method: str, path: str, body: Any = None
-) -> requests.Response:
-    return requests.request(
-        method,
-        f"{emu.url}/v1{path}",
-        headers={"Authorization": f"Bearer {emu.token(principal)}"},
-        json=body,
-        timeout=10,
-    )
-
-
-def error_code(resp: requests.Response) -> str:
-    return str(resp.json()["error"]["code"])
 
 
 def status(emu: EmulatorProcess, run_id: str) -> RunStatus:
@@ -53,8 +39,11 @@ def post_approval(emu: EmulatorProcess, run_id: str, owner: str, env: Any) -> re
     return api(emu, f"owner:{owner}", "POST", f"/runs/{run_id}/approvals", {"envelope": env})
 
 
-def claim(emu: EmulatorProcess, run_id: str, claim_id: str) -> requests.Response:
-    return api(emu, "verifier", "POST", f"/runs/{run_id}/claim", {"claim_id": claim_id})
+def claim(
+    emu: EmulatorProcess, run_id: str, claim_id: str, pod: TestPod | None = None
+) -> requests.Response:
+    """A driver pod's verifier claiming: attest (a fresh pod unless given), then claim."""
+    return (pod or TestPod(emu, run_id)).claim(claim_id)
 
 
 # --- submit and approve ----------------------------------------------------------------
@@ -77,12 +66,11 @@ def test_submit_is_pending_approval(emulator: EmulatorProcess, runs: Runs) -> No
     assert st.required_owners == ["org-a", "org-b"]
     assert st.approved_by == {"org-a": 0, "org-b": 0}
     # The digest is the SHA-256 of the signed payload, and the control plane signed it.
-    with emulator.client("submitter") as c:
-        subject = decode(c.signed_run_bytes(body["run_id"]), utcnow())
-    assert subject.spec_digest == body["spec_digest"]
-    assert subject.spec.run_id == body["run_id"]
+    verified = runs.signed(body["run_id"])
+    assert verified.digest == body["spec_digest"]
+    assert verified.spec.run_id == body["run_id"]
     root = TrustRoot.load(emulator.trust_root)
-    keyids = envelope.verify(subject.envelope, root, root.control_plane, CONTROL_PLANE, utcnow())
+    keyids = envelope.verify(verified.envelope, root, root.control_plane, CONTROL_PLANE, utcnow())
     assert keyids == root.control_plane.distinct
 
 
@@ -137,10 +125,9 @@ def test_approval_with_tampered_signature_is_refused(emulator: EmulatorProcess, 
 
 def test_approval_for_another_spec_digest_is_refused(emulator: EmulatorProcess, runs: Runs) -> None:
     run_id = runs.submit()
-    with emulator.client("submitter") as c:
-        subject = decode(c.signed_run_bytes(run_id), utcnow())
+    verified = runs.signed(run_id)
     key = SigningKey.load(emulator.owner_key("org-a"))
-    wrong = sign_approval(subject.spec, sha256_digest(b"another spec"), "org-a", key, utcnow())
+    wrong = sign_approval(verified.spec, sha256_digest(b"another spec"), "org-a", key, utcnow())
     resp = post_approval(emulator, run_id, "org-a", wrong)
     assert resp.status_code == 400, resp.text
     assert error_code(resp) == "approval.invalid"
@@ -208,9 +195,9 @@ def test_second_claim_with_another_id_is_replayed(emulator: EmulatorProcess, run
 
 def test_same_claim_id_is_idempotent(emulator: EmulatorProcess, runs: Runs) -> None:
     run_id = runs.approved()
-    claim_id = secrets.token_hex(32)
-    first = claim(emulator, run_id, claim_id)
-    again = claim(emulator, run_id, claim_id)
+    claim_id, pod = secrets.token_hex(32), TestPod(emulator, run_id)
+    first = claim(emulator, run_id, claim_id, pod)
+    again = claim(emulator, run_id, claim_id, pod)
     assert first.status_code == again.status_code == 200
     assert again.json()["receipt"] == first.json()["receipt"]
 
@@ -319,8 +306,8 @@ def test_restart_keeps_runs_approvals_claims_and_audit(
     runs = Runs(emu, tmp_path)
     approved = runs.approved()
     claimed = runs.approved()
-    claim_id = secrets.token_hex(32)
-    receipt = claim(emu, claimed, claim_id).json()["receipt"]
+    claim_id, pod = secrets.token_hex(32), TestPod(emu, claimed)
+    receipt = claim(emu, claimed, claim_id, pod).json()["receipt"]
     cancelled = runs.submit()
     api(emu, "operator", "POST", f"/runs/{cancelled}/cancel", {"reason": "r"})
 
@@ -345,7 +332,7 @@ def test_restart_keeps_runs_approvals_claims_and_audit(
     again = claim(emu, approved, secrets.token_hex(32))
     assert error_code(again) == "claim.replayed"
     # The claimed run keeps its receipt and its one-time claim.
-    assert claim(emu, claimed, claim_id).json()["receipt"] == receipt
+    assert claim(emu, claimed, claim_id, pod).json()["receipt"] == receipt
     assert error_code(claim(emu, claimed, secrets.token_hex(32))) == "claim.replayed"
     assert error_code(claim(emu, cancelled, secrets.token_hex(32))) == "claim.cancelled"
     # The audit chain goes on from where it was and still verifies.

@@ -43,7 +43,11 @@ def _approval_body(runs: Runs, run_id: str) -> Any:
 
 
 def _claim_body(_: Runs, __: str) -> Any:
-    return {"claim_id": secrets.token_hex(32)}
+    return {"claim_id": secrets.token_hex(32), "session": "not-a-session"}
+
+
+def _workload_body(_: Runs, __: str) -> Any:
+    return {"isolation": "pod", "host_data": {"driver": "11" * 32, "executor": "22" * 32}}
 
 
 def _cancel_body(_: Runs, __: str) -> Any:
@@ -64,6 +68,8 @@ def _attest_body(_: Runs, run_id: str) -> Any:
         "run_id": run_id,
         "nonce": secrets.token_hex(32),
         "purpose": "key-agent",
+        "pod_id": secrets.token_hex(16),
+        "role": "driver",
         "evidence": {},
         "public_jwk": {},
     }
@@ -86,10 +92,6 @@ def _publish_body(_: Runs, __: str) -> Any:
 
 def _owner_access_body(_: Runs, __: str) -> Any:
     return {"public_jwk": {}}
-
-
-def _complete_body(_: Runs, __: str) -> Any:
-    return {"outcome": "succeeded", "outputs": []}
 
 
 def _heartbeat_body(_: Runs, __: str) -> Any:
@@ -125,16 +127,21 @@ ENDPOINTS = (
     Endpoint("GET", "/v1/runs/{run_id}", frozenset(ROLES)),
     Endpoint("GET", "/v1/runs/{run_id}/spec", frozenset(ROLES)),
     Endpoint("POST", "/v1/runs/{run_id}/approvals", frozenset({"owner"}), _approval_body),
-    # Claiming a pending run is refused for its state, not for the caller.
-    Endpoint("POST", "/v1/runs/{run_id}/claim", frozenset({"verifier"}), _claim_body, 409),
+    # A claim with a made-up session is refused for what it is, not for the caller: the
+    # verifier token alone claims nothing.
+    Endpoint("POST", "/v1/runs/{run_id}/claim", frozenset({"verifier"}), _claim_body, 403),
+    Endpoint(
+        "POST",
+        "/v1/runs/{run_id}/workload",
+        frozenset({"submitter", "operator"}),
+        _workload_body,
+    ),
     Endpoint(
         "POST", "/v1/runs/{run_id}/cancel", frozenset({"submitter", "operator"}), _cancel_body
     ),
     Endpoint("GET", "/v1/audit", frozenset({"operator"})),
     # A made-up heartbeat session is refused for what it is, not for the caller.
     Endpoint("POST", "/v1/runs/{run_id}/heartbeats", frozenset({"verifier"}), _heartbeat_body, 403),
-    # Completing a run that never ran is refused for its state, not for the caller.
-    Endpoint("POST", "/v1/runs/{run_id}/complete", frozenset({"verifier"}), _complete_body, 409),
     Endpoint("POST", "/v1/kms/keys", frozenset({"owner"}), _key_body, 201),
     Endpoint("GET", "/v1/kms/keys/{key_id}", frozenset({"owner", "operator"}), expected=404),
     Endpoint("POST", "/v1/kms/challenge", frozenset({"verifier"}), _challenge_body),

@@ -7,7 +7,9 @@ driver writes (its pid, its outcome). tests/test_e2e.py runs it beside Spark.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,15 +21,26 @@ import pytest
 
 from heartbeat.cli import command
 from jobruntime.attestation.providers.choose import provider_for
-from jobruntime.controlplane.api import Heartbeat, Progress, RunState, SignedHeartbeat
+from jobruntime.controlplane.api import (
+    Heartbeat,
+    OutputReport,
+    Progress,
+    Purpose,
+    RunState,
+    SignedHeartbeat,
+)
 from jobruntime.emulator.heartbeats import expire
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
 from jobruntime.keyrelease import jwe
-from jobruntime.keyrelease.session import AttestedSession
+from jobruntime.keyrelease.binding import PodIdentity
+from jobruntime.keyrelease.session import AttestedSession, new_pod_id
+from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import utcnow
+from jobruntime.verification.bundle import load_bundle
 from tests.conftest import Runs
+from tests.sessions import api, error_code
 from verifier.run import verify_run
 
 
@@ -36,15 +49,23 @@ def claimed(runs: Runs) -> tuple[str, Path]:
     return run_id, verify_run(runs.config(run_id)).parent
 
 
-def session(runs: Runs, run_id: str) -> AttestedSession:
+def pod_of(runs: Runs, bundle: Path) -> PodIdentity:
+    return load_bundle(bundle, TrustRoot.load(runs.emu.trust_root), now=utcnow()).identity
+
+
+def session(
+    runs: Runs, bundle: Path, purpose: Purpose = "heartbeat", pod: PodIdentity | None = None
+) -> AttestedSession:
+    """The claiming pod's session of ``purpose`` (its heartbeat sidecar's by default)."""
     provider = provider_for("emulated", runs.emu.state / "tee")
-    s = AttestedSession(runs.emu.client("verifier"), run_id, provider, purpose="heartbeat")
+    pod = pod or pod_of(runs, bundle)
+    s = AttestedSession(runs.emu.client("verifier"), pod, provider, purpose=purpose)
     s.attest()
     return s
 
 
 def beat(run_id: str, seq: int, **kw: Any) -> Heartbeat:
-    return Heartbeat(run_id=run_id, seq=seq, at=utcnow(), state="running", **kw)
+    return Heartbeat(**{"run_id": run_id, "seq": seq, "at": utcnow(), "state": "running", **kw})
 
 
 def send(runs: Runs, s: AttestedSession, b: Heartbeat, key: jwe.EphemeralKey | None = None) -> Any:
@@ -60,8 +81,8 @@ def refused(runs: Runs, s: AttestedSession, b: Heartbeat, code: str, **kw: Any) 
 
 
 def test_heartbeats_in_order_are_recorded_with_progress(runs: Runs) -> None:
-    run_id, _ = claimed(runs)
-    s = session(runs, run_id)
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
     for seq in range(3):
         assert send(runs, s, beat(run_id, seq, progress=Progress(tasks_done=seq))).accepted
     with runs.emu.client("operator") as c:
@@ -71,32 +92,79 @@ def test_heartbeats_in_order_are_recorded_with_progress(runs: Runs) -> None:
 
 
 def test_a_replayed_heartbeat_is_refused(runs: Runs) -> None:
-    run_id, _ = claimed(runs)
-    s = session(runs, run_id)
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
     send(runs, s, beat(run_id, 5))
     refused(runs, s, beat(run_id, 5), "heartbeat.replayed")
     refused(runs, s, beat(run_id, 4), "heartbeat.replayed")
 
 
 def test_a_heartbeat_not_signed_by_the_attested_key_is_refused(runs: Runs) -> None:
-    run_id, _ = claimed(runs)
-    s = session(runs, run_id)
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
     refused(runs, s, beat(run_id, 0), "heartbeat.forged", key=jwe.EphemeralKey())
 
 
 def test_heartbeats_for_a_finished_run_are_refused(runs: Runs) -> None:
-    from jobruntime.controlplane.api import CompleteRequest
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
+    send(runs, s, beat(run_id, 0, state="failed", final=True, reason="job.failed: ValueError"))
+    with runs.emu.client("operator") as c:
+        status = c.status(run_id)
+    assert (status.state, status.outcome_reason) == ("failed", "job.failed: ValueError")
+    refused(runs, s, beat(run_id, 1), "heartbeat.run_finished")
 
+
+def test_a_final_success_names_the_recorded_output_versions(runs: Runs) -> None:
+    """A success naming an output version the control plane never recorded ends failed."""
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
+    made_up = OutputReport(dataset="overlap", version=1, manifest_digest="sha256:" + "ab" * 32)
+    send(runs, s, beat(run_id, 0, state="succeeded", final=True, outputs=[made_up]))
+    with runs.emu.client("operator") as c:
+        status = c.status(run_id)
+    assert status.state == "failed"
+    assert status.outcome_reason is not None
+    assert status.outcome_reason.startswith("run.output_mismatch")
+
+
+def test_only_the_claiming_pods_heartbeat_session_speaks_for_the_run(runs: Runs) -> None:
+    run_id, bundle = claimed(runs)
+    mine = pod_of(runs, bundle)
+    # Another pod (the same approved code, its own pod id) cannot open a heartbeat session.
+    stranger = dataclasses.replace(mine, pod_id=new_pod_id())
+    with pytest.raises(JobRuntimeError) as info:
+        session(runs, bundle, pod=stranger)
+    assert getattr(info.value, "remote_code", None) == "kms.pod_not_of_run"
+    # The claiming pod's key-agent session is not a heartbeat session.
+    agent = session(runs, bundle, purpose="key-agent")
+    refused(runs, agent, beat(run_id, 0, state="succeeded", final=True), "heartbeat.session")
+    # A second heartbeat session of the same pod is refused: one per pod and purpose.
+    session(runs, bundle)
+    with pytest.raises(JobRuntimeError) as again:
+        session(runs, bundle)
+    assert getattr(again.value, "remote_code", None) == "kms.session_exists"
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).state == "claimed"
+
+
+def test_the_bearer_token_alone_cannot_end_a_run(runs: Runs) -> None:
+    """No route takes an outcome from a token: only the final signed heartbeat does."""
     run_id, _ = claimed(runs)
-    s = session(runs, run_id)
-    with runs.emu.client("verifier") as c:
-        c.complete(run_id, CompleteRequest(outcome="succeeded"))
-    refused(runs, s, beat(run_id, 0), "heartbeat.run_finished")
+    for path, body in (
+        (f"/runs/{run_id}/complete", {"outcome": "succeeded", "outputs": []}),
+        (f"/runs/{run_id}/heartbeats", {"session": "made-up", "jws": "a.b.c"}),
+    ):
+        resp = api(runs.emu, "verifier", "POST", path, body)
+        assert resp.status_code in (403, 404, 405), resp.text
+    assert error_code(resp) == "heartbeat.session"
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).state == "claimed"
 
 
 def test_a_cancel_is_ordered_in_the_answer(runs: Runs) -> None:
-    run_id, _ = claimed(runs)
-    s = session(runs, run_id)
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
     assert not send(runs, s, beat(run_id, 0)).cancel
     with runs.emu.client("operator") as c:
         c.cancel(run_id, "owner withdrew")
@@ -105,8 +173,8 @@ def test_a_cancel_is_ordered_in_the_answer(runs: Runs) -> None:
 
 
 def test_a_silent_run_fails_with_heartbeat_timeout(runs: Runs) -> None:
-    run_id, _ = claimed(runs)
-    s = session(runs, run_id)
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
     send(runs, s, beat(run_id, 0, interval=0.2))
     deadline = time.monotonic() + 10
     with runs.emu.client("operator") as c:
@@ -122,8 +190,8 @@ def test_the_control_planes_own_downtime_is_not_silence(runs: Runs) -> None:
 
     from jobruntime.emulator.context import Context
 
-    run_id, _ = claimed(runs)
-    s = session(runs, run_id)
+    run_id, bundle = claimed(runs)
+    s = session(runs, bundle)
     send(runs, s, beat(run_id, 0, interval=1.0))
     ctx = Context.load(runs.emu.state)
     try:
@@ -141,9 +209,16 @@ def sidecar(
     emu: EmulatorProcess, bundle: Path, token: Path, interval: float
 ) -> subprocess.Popen[bytes]:
     argv = command(
-        bundle, emu.url, token, emu.state / "tee", interval, spark_ui="http://127.0.0.1:9"
+        bundle,
+        emu.url,
+        token,
+        emu.state / "tee",
+        interval,
+        trust_root=emu.trust_root,
+        spark_ui="http://127.0.0.1:9",
     )
-    return subprocess.Popen(argv, stderr=subprocess.PIPE)
+    env = {**os.environ, "JOBRUNTIME_DEV": "1"}
+    return subprocess.Popen(argv, stderr=subprocess.DEVNULL, env=env)
 
 
 def heartbeats(emu: EmulatorProcess, run_id: str) -> list[dict[str, Any]]:
@@ -242,6 +317,7 @@ def test_control_plane_outage_keeps_a_backlog_that_arrives_later(tmp_path: Path)
         assert seqs == list(range(len(seqs)))  # none lost, in order, across the outage
         assert len(seqs) >= 30  # fewer during the outage: each failed send waits its deadline
         with emu.client("operator") as c:
-            assert c.status(run_id).state is RunState.CLAIMED  # the run was not lost
+            # The run was not lost: the final heartbeat after the outage ended it.
+            assert c.status(run_id).state is RunState.SUCCEEDED
     finally:
         emu.stop()

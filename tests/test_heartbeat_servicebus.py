@@ -48,10 +48,11 @@ def sidecar(emu: EmulatorProcess, bundle: Path, token: Path, bus: str) -> subpro
         token,
         emu.state / "tee",
         2.0,
+        trust_root=emu.trust_root,
         transport="servicebus",
         spark_ui="http://127.0.0.1:9",
     )
-    env = {**os.environ, "JOB_SERVICEBUS_CONNECTION": bus}
+    env = {**os.environ, "JOB_SERVICEBUS_CONNECTION": bus, "JOBRUNTIME_DEV": "1"}
     return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
 
 

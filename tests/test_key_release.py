@@ -28,13 +28,18 @@ from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.emulator.state import EMULATED_MEASUREMENT, TEE_DIR
 from jobruntime.errors import AuthError, ControlPlaneError, JobRuntimeError
-from jobruntime.keyrelease.binding import report_data
+from jobruntime.keyrelease.binding import Binding, PodIdentity
 from jobruntime.keyrelease.jwe import EphemeralKey, KeyWrapError
-from jobruntime.keyrelease.session import AttestedSession
+from jobruntime.keyrelease.session import AttestedSession, new_pod_id
+from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.spec.models import utcnow
+from jobruntime.verification.bundle import load_bundle
 from tests.conftest import Runs
+from tests.sessions import spec_digest
 from verifier.run import verify_run
 
 DEV_POLICY = ReleasePolicy(
+    isolation=["pod", "node"],
     evidence_kinds=[
         api.EvidenceKind.SEV_SNP,
         api.EvidenceKind.AZURE_VTPM,
@@ -53,6 +58,7 @@ REPORT_ID_OFFSET = 0x140  # inside the signed part, and not REPORT_DATA
 class KeyedRun:
     run_id: str
     key_ids: dict[str, str]  # dataset name -> key id
+    pod: PodIdentity  # the claiming driver pod (a fresh, unclaimed pod if not verified)
 
 
 def keyed_run(
@@ -90,9 +96,17 @@ def keyed_run(
         {"name": "overlap", "uri": "file:///data/o", "key_id": key_ids["overlap"], "owner": "org-a"}
     ]
     run_id = runs.approved(inputs=inputs, outputs=outputs)
-    if verify:
-        verify_run(runs.config(run_id, output_dir=runs.tmp / f"bundle-{run_id}"))
-    return KeyedRun(run_id, key_ids)
+    if not verify:
+        pod = PodIdentity(run_id, spec_digest(emu, run_id), new_pod_id(), "driver")
+        return KeyedRun(run_id, key_ids, pod)
+    return KeyedRun(run_id, key_ids, verified_pod(runs, run_id))
+
+
+def verified_pod(runs: Runs, run_id: str, mode: str = "driver") -> PodIdentity:
+    """Run the verifier (claiming, for a driver) and return the pod identity it drew."""
+    directory = runs.tmp / f"bundle-{run_id}-{secrets.token_hex(3)}"
+    verify_run(runs.config(run_id, output_dir=directory, mode=mode))
+    return load_bundle(directory, TrustRoot.load(runs.emu.trust_root), now=utcnow()).identity
 
 
 def emulated(emu: EmulatorProcess, **kw: Any) -> EmulatedProvider:
@@ -101,8 +115,9 @@ def emulated(emu: EmulatorProcess, **kw: Any) -> EmulatedProvider:
     return EmulatedProvider(load_tee(emu.state / TEE_DIR), **kw)
 
 
-def session(emu: EmulatorProcess, run_id: str, provider: Any = None) -> AttestedSession:
-    return AttestedSession(emu.client("verifier"), run_id, provider or emulated(emu))
+def session(emu: EmulatorProcess, pod: PodIdentity, provider: Any = None) -> AttestedSession:
+    """The key agent's session for ``pod`` (one per pod: a second one is refused)."""
+    return AttestedSession(emu.client("verifier"), pod, provider or emulated(emu), "key-agent")
 
 
 @dataclass(frozen=True)
@@ -140,21 +155,28 @@ def flip_report_byte(evidence: Evidence) -> Evidence:
     return dataclasses.replace(evidence, report=bytes(report))
 
 
+def binding(pod: PodIdentity, nonce: str, key: EphemeralKey) -> bytes:
+    return Binding(
+        nonce, pod.run_id, pod.spec_digest, key.thumbprint, "key-agent", pod.pod_id, pod.role
+    ).report_data()
+
+
 def attest_by_hand(
     client: ControlPlaneClient,
-    run_id: str,
+    pod: PodIdentity,
     provider: EmulatedProvider,
     key: EphemeralKey,
     nonce: str | None = None,
 ) -> tuple[str, AttestResponse]:
     """Challenge (unless given a nonce) and attest, as ``AttestedSession`` does."""
-    nonce = nonce or client.challenge(run_id).nonce
-    binding = report_data(nonce, run_id, key.thumbprint, "key-agent")
+    nonce = nonce or client.challenge(pod.run_id).nonce
     request = AttestRequest(
-        run_id=run_id,
+        run_id=pod.run_id,
         nonce=nonce,
         purpose="key-agent",
-        evidence=provider.collect(binding).to_json(),
+        pod_id=pod.pod_id,
+        role=pod.role,
+        evidence=provider.collect(binding(pod, nonce, key)).to_json(),
         public_jwk=key.public_jwk,
     )
     return nonce, client.attest(request)
@@ -210,7 +232,7 @@ def test_release_two_datasets_to_one_attested_session(
     emulator: EmulatorProcess, runs: Runs
 ) -> None:
     run = keyed_run(emulator, runs)
-    s = session(emulator, run.run_id)
+    s = session(emulator, run.pod)
     answer = s.attest()
     assert answer.measurement == EMULATED_MEASUREMENT.hex()
     assert answer.evidence_kind == "emulated"
@@ -218,8 +240,9 @@ def test_release_two_datasets_to_one_attested_session(
     key_b = s.release("customers_b")
     assert len(key_a) == 32 and len(key_b) == 32 and key_a != key_b
     assert (s.attestations, s.releases) == (1, 2)
-    # Another pod of the same run (its own ephemeral key) gets the same master key.
-    other = session(emulator, run.run_id)
+    # An executor pod of the same run (its own verifier, pod id and ephemeral key) gets
+    # the same master key.
+    other = session(emulator, verified_pod(runs, run.run_id, "executor"))
     assert other.release("customers_a") == key_a
     assert (other.attestations, other.releases) == (1, 1)
     assert sorted(released(emulator, run.run_id)) == ["customers_a", "customers_a", "customers_b"]
@@ -250,7 +273,7 @@ def test_release_two_datasets_to_one_attested_session(
 
 def test_output_dataset_key_is_released_too(emulator: EmulatorProcess, runs: Runs) -> None:
     run = keyed_run(emulator, runs)
-    assert len(session(emulator, run.run_id).release("overlap")) == 32
+    assert len(session(emulator, run.pod).release("overlap")) == 32
     assert released(emulator, run.run_id) == ["overlap"]
 
 
@@ -259,7 +282,7 @@ def test_output_dataset_key_is_released_too(emulator: EmulatorProcess, runs: Run
 
 def test_bit_flipped_report_is_refused_at_attest(emulator: EmulatorProcess, runs: Runs) -> None:
     run = keyed_run(emulator, runs)
-    s = session(emulator, run.run_id, Tampered(emulated(emulator), flip_report_byte))
+    s = session(emulator, run.pod, Tampered(emulated(emulator), flip_report_byte))
     with pytest.raises(JobRuntimeError) as exc:
         s.attest()
     assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "attestation.signature", 403)
@@ -272,7 +295,7 @@ def test_vcek_from_an_unknown_emulated_chain_is_refused(
     run = keyed_run(emulator, runs)
     stranger = EmulatedProvider(EmulatedTee.create(), measurement=EMULATED_MEASUREMENT)
     with pytest.raises(JobRuntimeError) as exc:
-        session(emulator, run.run_id, stranger).attest()
+        session(emulator, run.pod, stranger).attest()
     assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "attestation.chain", 403)
 
 
@@ -280,7 +303,7 @@ def test_debug_guest_policy_is_refused_at_attest(emulator: EmulatorProcess, runs
     run = keyed_run(emulator, runs)
     debug = emulated(emulator, policy=DEFAULT_GUEST_POLICY | DEBUG_BIT)
     with pytest.raises(JobRuntimeError) as exc:
-        session(emulator, run.run_id, debug).attest()
+        session(emulator, run.pod, debug).attest()
     assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "attestation.debug", 403)
 
 
@@ -288,7 +311,7 @@ def test_report_data_not_binding_the_request_is_refused(
     emulator: EmulatorProcess, runs: Runs
 ) -> None:
     run = keyed_run(emulator, runs)
-    s = session(emulator, run.run_id, IgnoresReportData(emulated(emulator)))
+    s = session(emulator, run.pod, IgnoresReportData(emulated(emulator)))
     with pytest.raises(JobRuntimeError) as exc:
         s.attest()
     assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "attestation.report_data", 403)
@@ -302,12 +325,13 @@ def test_evidence_bound_to_another_ephemeral_key_is_refused(
     bound, offered = EphemeralKey(), EphemeralKey()
     with emulator.client("verifier") as c:
         nonce = c.challenge(run.run_id).nonce
-        binding = report_data(nonce, run.run_id, bound.thumbprint, "key-agent")
         request = AttestRequest(
             run_id=run.run_id,
             nonce=nonce,
             purpose="key-agent",
-            evidence=emulated(emulator).collect(binding).to_json(),
+            pod_id=run.pod.pod_id,
+            role=run.pod.role,
+            evidence=emulated(emulator).collect(binding(run.pod, nonce, bound)).to_json(),
             public_jwk=offered.public_jwk,
         )
         with pytest.raises(JobRuntimeError) as exc:
@@ -323,7 +347,7 @@ def test_tcb_below_the_keys_minimum_is_refused_at_release(
 ) -> None:
     policy = DEV_POLICY.model_copy(update={"minimum_tcb": {"snp": 255}})
     run = keyed_run(emulator, runs, policy)
-    s = session(emulator, run.run_id)
+    s = session(emulator, run.pod)
     s.attest()  # the evidence is genuine; only this key's policy refuses it
     with pytest.raises(JobRuntimeError) as exc:
         s.release("customers_a")
@@ -334,8 +358,11 @@ def test_tcb_below_the_keys_minimum_is_refused_at_release(
 def test_disallowed_measurement_is_refused_at_release(
     emulator: EmulatorProcess, runs: Runs
 ) -> None:
-    run = keyed_run(emulator, runs)
-    s = session(emulator, run.run_id, emulated(emulator, measurement=bytes.fromhex("ee" * 48)))
+    """The session opens (the control plane's key-agent policy accepts the pod), but this
+    key allows only another measurement."""
+    policy = DEV_POLICY.model_copy(update={"measurements": ["ee" * 48]})
+    run = keyed_run(emulator, runs, policy)
+    s = session(emulator, run.pod)
     s.attest()
     with pytest.raises(JobRuntimeError) as exc:
         s.release("customers_b")
@@ -343,11 +370,22 @@ def test_disallowed_measurement_is_refused_at_release(
     assert released(emulator, run.run_id) == []
 
 
+def test_measurement_outside_the_purpose_policy_opens_no_session(
+    emulator: EmulatorProcess, runs: Runs
+) -> None:
+    run = keyed_run(emulator, runs)
+    s = session(emulator, run.pod, emulated(emulator, measurement=bytes.fromhex("ee" * 48)))
+    with pytest.raises(JobRuntimeError) as exc:
+        s.attest()
+    assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "attestation.measurement", 403)
+    assert key_agent_attestations(emulator, run.run_id) == []
+
+
 def test_emulated_evidence_under_a_production_policy_is_refused(
     emulator: EmulatorProcess, runs: Runs
 ) -> None:
     run = keyed_run(emulator, runs, ReleasePolicy(measurements=[EMULATED_MEASUREMENT.hex()]))
-    s = session(emulator, run.run_id)
+    s = session(emulator, run.pod)
     s.attest()
     with pytest.raises(JobRuntimeError) as exc:
         s.release("customers_a")
@@ -366,10 +404,10 @@ def test_stale_nonce_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             nonce = c.challenge(run.run_id).nonce
             time.sleep(1.0)
             with pytest.raises(JobRuntimeError) as exc:
-                attest_by_hand(c, run.run_id, emulated(emu), EphemeralKey(), nonce)
+                attest_by_hand(c, run.pod, emulated(emu), EphemeralKey(), nonce)
         assert_refused(emu, exc, run.run_id, "kms.attest_denied", "kms.nonce_stale", 409)
         # A fresh nonce, used at once, still works on this emulator.
-        assert len(session(emu, run.run_id).release("customers_a")) == 32
+        assert len(session(emu, run.pod).release("customers_a")) == 32
 
 
 def test_reused_invented_and_foreign_nonces_are_refused(
@@ -379,18 +417,18 @@ def test_reused_invented_and_foreign_nonces_are_refused(
     other = keyed_run(emulator, runs)
     provider, key = emulated(emulator), EphemeralKey()
     with emulator.client("verifier") as c:
-        nonce, answer = attest_by_hand(c, run.run_id, provider, key)
+        nonce, answer = attest_by_hand(c, run.pod, provider, key)
         assert answer.evidence_kind == "emulated"
         with pytest.raises(JobRuntimeError) as exc:
-            attest_by_hand(c, run.run_id, provider, key, nonce)
+            attest_by_hand(c, run.pod, provider, key, nonce)
         assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "kms.nonce_reused", 409)
         with pytest.raises(JobRuntimeError) as exc:
-            attest_by_hand(c, run.run_id, provider, key, secrets.token_hex(32))
+            attest_by_hand(c, run.pod, provider, key, secrets.token_hex(32))
         assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "kms.nonce_unknown", 409)
         # A nonce issued for another run is unknown to this one.
         foreign = c.challenge(other.run_id).nonce
         with pytest.raises(JobRuntimeError) as exc:
-            attest_by_hand(c, run.run_id, provider, key, foreign)
+            attest_by_hand(c, run.pod, provider, key, foreign)
         assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "kms.nonce_unknown", 409)
     assert len(key_agent_attestations(emulator, run.run_id)) == 1
 
@@ -400,7 +438,7 @@ def test_reused_invented_and_foreign_nonces_are_refused(
 
 def test_dataset_outside_the_spec_is_refused(emulator: EmulatorProcess, runs: Runs) -> None:
     run = keyed_run(emulator, runs)
-    s = session(emulator, run.run_id)
+    s = session(emulator, run.pod)
     with pytest.raises(JobRuntimeError) as exc:
         s.release("someone_elses_data")
     assert_refused(emulator, exc, run.run_id, "kms.release_denied", "kms.dataset_not_in_spec", 403)
@@ -420,9 +458,9 @@ def test_dataset_without_a_key_is_refused(emulator: EmulatorProcess, runs: Runs)
         outputs=[],
     )
     runs.approve(run_id, "org-a")
-    verify_run(runs.config(run_id))
+    pod = verified_pod(runs, run_id)
     with pytest.raises(JobRuntimeError) as exc:
-        session(emulator, run_id).release("orphan")
+        session(emulator, pod).release("orphan")
     assert_refused(emulator, exc, run_id, "kms.release_denied", "kms.key_unknown", 404)
 
 
@@ -435,7 +473,7 @@ def test_invalid_session_token_is_refused(emulator: EmulatorProcess) -> None:
 def test_unverified_run_is_refused_at_attest(emulator: EmulatorProcess, runs: Runs) -> None:
     run = keyed_run(emulator, runs, verify=False)  # approved, never claimed
     with pytest.raises(JobRuntimeError) as exc:
-        session(emulator, run.run_id).attest()
+        session(emulator, run.pod).attest()
     assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "kms.run_unverified", 409)
 
 
@@ -443,7 +481,7 @@ def test_run_cancelled_after_attestation_is_refused_at_release(
     emulator: EmulatorProcess, runs: Runs
 ) -> None:
     run = keyed_run(emulator, runs)
-    s = session(emulator, run.run_id)
+    s = session(emulator, run.pod)
     assert len(s.release("customers_a")) == 32
     with emulator.client("operator") as c:
         c.cancel(run.run_id, "test: revoke keys")
@@ -458,7 +496,7 @@ def test_cancelled_run_is_refused_at_attest(emulator: EmulatorProcess, runs: Run
     with emulator.client("submitter") as c:
         c.cancel(run.run_id)
     with pytest.raises(JobRuntimeError) as exc:
-        session(emulator, run.run_id).attest()
+        session(emulator, run.pod).attest()
     assert_refused(emulator, exc, run.run_id, "kms.attest_denied", "kms.run_cancelled", 409)
 
 
@@ -473,9 +511,9 @@ def test_key_of_an_org_that_did_not_approve_is_not_released(
         outputs=[],
     )
     runs.approve(run_id, "org-a")  # org-a is the only required owner; org-b never approves
-    verify_run(runs.config(run_id))
+    pod = verified_pod(runs, run_id)
     with pytest.raises(JobRuntimeError) as exc:
-        session(emulator, run_id).release("loot")
+        session(emulator, pod).release("loot")
     assert exc.value.status == 403  # type: ignore[attr-defined]
     assert exc.value.remote_code == "kms.key_owner"  # type: ignore[attr-defined]
     assert released(emulator, run_id) == []
@@ -530,7 +568,7 @@ def test_jwe_opens_only_with_the_sessions_ephemeral_key(
     run = keyed_run(emulator, runs)
     key = EphemeralKey()
     with emulator.client("verifier") as c:
-        _, answer = attest_by_hand(c, run.run_id, emulated(emulator), key)
+        _, answer = attest_by_hand(c, run.pod, emulated(emulator), key)
         wrapped = c.release(answer.session, "customers_a")
     assert wrapped.key_id == run.key_ids["customers_a"]
     assert len(key.unwrap(wrapped.jwe)) == 32

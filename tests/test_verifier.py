@@ -7,6 +7,7 @@ The control plane is the real emulator over HTTP; hostile bytes come from
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,18 +19,27 @@ from typing import Any
 
 import pytest
 
+from jobruntime.attestation.providers.base import EvidenceProvider
+from jobruntime.attestation.providers.emulated import (
+    EMULATED_MEASUREMENT,
+    EmulatedProvider,
+    load_tee,
+)
+from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
+from jobruntime.keyrelease.binding import PodIdentity
+from jobruntime.keyrelease.session import AttestedSession
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import Role, TrustedKey, TrustRoot
-from jobruntime.spec.bundle import BUNDLE_NAME, VerifiedBundle
-from jobruntime.spec.checks import ValidityWindow
 from jobruntime.spec.models import utcnow
+from jobruntime.verification.bundle import BUNDLE_NAME, PodBundle, load_bundle
+from jobruntime.verification.signed import check_skew
 from tests.conftest import IMAGE, Runs
 from tests.tamper import TamperingClient, flip_byte, payload, with_payload
 from verifier.cli import command
-from verifier.run import VerifierConfig, verify_run
+from verifier.run import AttestationStep, VerifierConfig, verify_run
 
 
 def tampering(runs: Runs, **kw: Any) -> TamperingClient:
@@ -53,6 +63,10 @@ def root_with(runs: Runs, path: Path, **changes: Any) -> Path:
     return path
 
 
+def load(runs: Runs, directory: Path) -> PodBundle:
+    return load_bundle(directory, TrustRoot.load(runs.emu.trust_root), now=utcnow())
+
+
 def control_key_with(runs: Runs, **changes: Any) -> list[dict[str, Any]]:
     root = TrustRoot.load(runs.emu.trust_root)
     cp = root.control_plane.keyids[0]
@@ -66,19 +80,24 @@ def test_verified_run_writes_a_complete_bundle(runs: Runs) -> None:
     run_id = runs.approved()
     path = verify_run(runs.config(run_id))
     assert path.stat().st_mode & 0o777 == 0o600
-    bundle = VerifiedBundle.load(path.parent)
-    assert bundle.spec.run_id == run_id
+    bundle = load(runs, path.parent)
+    assert bundle.run_id == run_id
     assert bundle.receipt.checks == [
-        "1. envelope and schema",
+        "1. envelope",
         "2. control-plane signature",
-        "3. owner approvals",
-        "4. validity window",
-        "5. run id",
-        "6. module digest",
-        "7. image digest",
-        "8. one-time claim",
+        "3. spec schema",
+        "4. owner approvals",
+        "5. validity window",
+        "6. run id",
+        "7. module digest",
+        "8. image digest",
         "9. attestation",
+        "10. one-time claim",
     ]
+    assert bundle.receipt.role == "driver" and len(bundle.receipt.pod_id) == 32
+    with runs.emu.client("operator") as c:
+        claimed = [e for e in c.audit().entries if e.run_id == run_id and e.event == "run.claimed"]
+    assert [e.details["pod"] for e in claimed] == [bundle.receipt.pod_id]
     assert bundle.receipt.attestation is not None
     assert bundle.receipt.attestation["evidence_kind"] == "emulated"
     assert bundle.receipt.trust_root_digest == TrustRoot.load(runs.emu.trust_root).digest
@@ -113,10 +132,18 @@ def test_oversized_spec_is_refused_before_parsing(runs: Runs) -> None:
 def test_deeply_nested_spec_is_refused_before_parsing(runs: Runs) -> None:
     run_id = runs.approved()
     deep = b"[" * 5000 + b"]" * 5000
+    # Verify, then parse: unsigned bytes are never parsed, however they nest.
+    expect(
+        "signature.invalid",
+        runs.config(run_id),
+        client=tampering(runs, spec=lambda d: with_payload(d, deep)),
+    )
+    # Signed by the control plane's own key, the depth limit still holds before parsing.
+    key = SigningKey.load(runs.emu.state / "control-plane.key")
     expect(
         "spec.too_deep",
         runs.config(run_id),
-        client=tampering(runs, spec=lambda d: with_payload(d, deep)),
+        client=tampering(runs, spec=lambda d: with_payload(d, deep, resign=key)),
     )
 
 
@@ -275,7 +302,7 @@ def test_clock_skew_is_allowed_but_bounded(runs: Runs) -> None:
     run_id = runs.approved(validity=window(timedelta(seconds=30), timedelta(hours=1)))
     assert verify_run(runs.config(run_id, clock_skew=timedelta(seconds=60))).exists()
     with pytest.raises(JobRuntimeError) as info:
-        ValidityWindow(timedelta(hours=1))
+        check_skew(timedelta(hours=1))
     assert info.value.code == "config.invalid"
 
 
@@ -393,6 +420,7 @@ def cli(
         run_id, output_dir=tmp_path / "out", termination_log=tmp_path / "termination", deadline=2.0
     )
     args = [*command(config, token), *extra]
+    env = env or {**os.environ, "JOBRUNTIME_DEV": "1"}
     return subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -414,9 +442,26 @@ def test_cli_failure_writes_one_line_and_exit_code(runs: Runs, tmp_path: Path) -
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_reads_its_inputs_from_the_environment(runs: Runs, tmp_path: Path) -> None:
-    import os
+def test_cli_outside_development_mode_refuses_anchors_from_flags(
+    runs: Runs, tmp_path: Path
+) -> None:
+    """The trust root, module and control plane come from the image, never the namespace."""
+    env = {k: v for k, v in os.environ.items() if k != "JOBRUNTIME_DEV"}
+    proc = cli(runs, runs.approved(), tmp_path, env=env)
+    assert proc.returncode == 2, proc.stderr
+    reason = (tmp_path / "termination").read_text()
+    assert reason.startswith("config.invalid: the trust root, control-plane URL")
+    assert "come from the image" in reason
+    assert not (tmp_path / "out").exists()
 
+
+def test_cli_in_development_mode_says_so(runs: Runs, tmp_path: Path) -> None:
+    proc = cli(runs, runs.approved(), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "DEVELOPMENT MODE" in proc.stderr
+
+
+def test_cli_reads_its_inputs_from_the_environment(runs: Runs, tmp_path: Path) -> None:
     run_id = runs.approved()
     token = tmp_path / "token"
     token.write_text(runs.emu.token("verifier"))
@@ -432,6 +477,7 @@ def test_cli_reads_its_inputs_from_the_environment(runs: Runs, tmp_path: Path) -
         "JOB_TERMINATION_LOG": str(tmp_path / "t"),
         "JOB_TEE": "emulated",
         "JOB_EMULATED_TEE_DIR": str(runs.emu.state / "tee"),
+        "JOBRUNTIME_DEV": "1",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "verifier"], capture_output=True, text=True, timeout=60, env=env
@@ -446,29 +492,42 @@ def test_cli_missing_inputs_is_a_config_error(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "JOBRUNTIME_DEV": "1"},
     )
     assert proc.returncode == 2
-    assert (tmp_path / "t").read_text().startswith("config.invalid: missing --run-id")
+    assert (tmp_path / "t").read_text().startswith("config.invalid: no control-plane URL")
 
 
 # --- 9. attestation, and executor mode ------------------------------------------------
 
 
-def test_debug_guest_evidence_is_refused_at_step_9(runs: Runs) -> None:
-    from jobruntime.attestation.providers.emulated import (
-        EMULATED_MEASUREMENT,
-        EmulatedProvider,
-        load_tee,
-    )
-    from verifier.attest import EvidenceAttestation
+def attesting_with(provider: EvidenceProvider) -> AttestationStep:
+    def attest(client: ControlPlaneClient, pod: PodIdentity) -> tuple[AttestedSession, Any]:
+        session = AttestedSession(client, pod, provider, "verifier")
+        session.attest()
+        return session, {}
 
+    return attest
+
+
+def test_debug_guest_evidence_is_refused_at_step_9(runs: Runs) -> None:
     debug = EmulatedProvider(
         load_tee(runs.emu.state / "tee"), measurement=EMULATED_MEASUREMENT, policy=0x30000 | 1 << 19
     )
-    expect(
-        "attestation.debug", runs.config(runs.approved()), attestation=EvidenceAttestation(debug)
+    run_id = runs.approved()
+    expect("attestation.debug", runs.config(run_id), attestation=attesting_with(debug))
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).state == "approved"  # not claimed: attestation comes first
+
+
+def test_vmpl3_evidence_is_refused_and_claims_nothing(runs: Runs) -> None:
+    vmpl3 = EmulatedProvider(
+        load_tee(runs.emu.state / "tee"), measurement=EMULATED_MEASUREMENT, vmpl=3
     )
+    run_id = runs.approved()
+    expect("attestation.vmpl", runs.config(run_id), attestation=attesting_with(vmpl3))
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).state == "approved"
 
 
 def test_no_hardware_tee_here_is_a_clear_error(runs: Runs) -> None:
@@ -480,8 +539,9 @@ def test_executor_mode_verifies_a_claimed_run_without_claiming(runs: Runs, tmp_p
     run_id = runs.approved()
     verify_run(runs.config(run_id))
     path = verify_run(runs.config(run_id, mode="executor", output_dir=tmp_path / "executor"))
-    checks = VerifiedBundle.load(path.parent).receipt.checks
-    assert checks[-2:] == ["8. run claimed by the driver", "9. attestation"]
+    bundle = load(runs, path.parent)
+    assert bundle.receipt.checks[-2:] == ["9. attestation", "10. run claimed by the driver's pod"]
+    assert bundle.receipt.role == "executor"
 
 
 def test_executor_mode_refuses_an_unclaimed_run(runs: Runs) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from jobruntime.errors import ConfigError, JobRuntimeError
+from jobruntime.verification.pinned import DEV_ENV, anchors
 from verifier.run import VerifierConfig, verify_run
 
 TERMINATION_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
@@ -25,11 +26,21 @@ TERMINATION_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
 _FLAGS: list[tuple[str, str, str, str | None]] = [
     # flag, environment variable, help, default
     ("--run-id", "JOB_RUN_ID", "the run this pod was started for", None),
-    ("--control-plane-url", "JOB_CONTROL_PLANE_URL", "base URL of the control plane", None),
+    (
+        "--control-plane-url",
+        "JOB_CONTROL_PLANE_URL",
+        "base URL of the control plane (development mode only)",
+        None,
+    ),
     ("--token-file", "JOB_VERIFIER_TOKEN_FILE", "file holding the verifier's bearer token", None),
-    ("--ca-bundle", "JOB_CA_BUNDLE", "CA bundle for the control plane's TLS certificate", None),
-    ("--trust-root", "JOB_TRUST_ROOT", "pinned trust root", "/etc/jobruntime/trust-root.json"),
-    ("--module", "JOB_MODULE_PATH", "the job module file in this image", None),
+    (
+        "--ca-bundle",
+        "JOB_CA_BUNDLE",
+        "CA bundle for the control plane (development mode only)",
+        None,
+    ),
+    ("--trust-root", "JOB_TRUST_ROOT", "trust root (development mode only)", None),
+    ("--module", "JOB_MODULE_PATH", "the job module file (development mode only)", None),
     ("--image-digest", "JOB_IMAGE_DIGEST", "digest of the image this pod runs", None),
     ("--output-dir", "JOB_BUNDLE_DIR", "memory-backed directory for the bundle", "/run/jobruntime"),
     (
@@ -50,13 +61,16 @@ _FLAGS: list[tuple[str, str, str, str | None]] = [
     ("--emulated-tee-dir", "JOB_EMULATED_TEE_DIR", "the emulated TEE (with --tee emulated)", None),
 ]
 _OPTIONAL = {"--ca-bundle", "--token-file", "--emulated-tee-dir"}
+_ANCHORS = {"--trust-root", "--control-plane-url", "--ca-bundle", "--module"}
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="job-verifier",
         description="Verify a signed job run before anything touches data. Every flag can "
-        "also come from the environment variable named in its help.",
+        "also come from the environment variable named in its help. Outside development "
+        f"mode ({DEV_ENV}=1) the trust root, job module and control plane come from the "
+        "image, never from flags or the environment.",
     )
     for flag, env, text, default in _FLAGS:
         p.add_argument(flag, default=os.environ.get(env, default), help=f"{text} [${env}]")
@@ -64,10 +78,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def config_from(args: argparse.Namespace) -> VerifierConfig:
+    pinned = anchors(
+        "job-verifier",
+        trust_root=args.trust_root,
+        control_plane_url=args.control_plane_url,
+        ca_bundle=args.ca_bundle,
+        module=args.module,
+    )
     missing = [
         f
         for f, _, _, _ in _FLAGS
-        if getattr(args, f[2:].replace("-", "_")) is None and f not in _OPTIONAL
+        if getattr(args, f[2:].replace("-", "_")) is None and f not in _OPTIONAL | _ANCHORS
     ]
     if missing:
         raise ConfigError(f"missing {', '.join(missing)} (flag or environment)")
@@ -85,14 +106,14 @@ def config_from(args: argparse.Namespace) -> VerifierConfig:
         raise ConfigError("--clock-skew and --deadline take seconds") from None
     return VerifierConfig(
         run_id=args.run_id,
-        control_plane_url=args.control_plane_url,
+        control_plane_url=pinned.control_plane_url,
         token=token,
-        trust_root=Path(args.trust_root),
-        module_path=Path(args.module),
+        trust_root=pinned.trust_root,
+        module_path=pinned.module,
         image_digest=args.image_digest,
         output_dir=Path(args.output_dir),
         termination_log=Path(args.termination_log),
-        ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+        ca_bundle=pinned.ca_bundle,
         clock_skew=timedelta(seconds=skew),
         deadline=deadline,
         mode=_mode(args.mode),
@@ -123,8 +144,6 @@ def command(config: VerifierConfig, token_file: Path) -> list[str]:
         str(token_file),
         "--trust-root",
         str(config.trust_root),
-        "--module",
-        str(config.module_path),
         "--image-digest",
         config.image_digest,
         "--output-dir",
@@ -140,6 +159,8 @@ def command(config: VerifierConfig, token_file: Path) -> list[str]:
         "--tee",
         config.tee,
     ]
+    if config.module_path:
+        argv += ["--module", str(config.module_path)]
     if config.ca_bundle:
         argv += ["--ca-bundle", str(config.ca_bundle)]
     if config.emulated_tee_dir:

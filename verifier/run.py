@@ -1,7 +1,10 @@
 """Verify one run end to end and write its bundle; nothing is written on failure.
 
-Steps 1-7 are local checks (``verifier.checks``), run before step 8 so that a
-misconfigured pod fails without using up the run's one-time claim.
+Steps 1-6 verify the signed spec (``jobruntime.verification.signed``), 7-8 check the
+pod against it, 9 attests (evidence bound to the run, the spec, this pod and its
+role), and 10 claims the run with that attested session (driver) or checks that
+the driver's pod claimed it (executor). Local checks run before the control plane
+is asked for anything irreversible, so a misconfigured pod does not use up the run.
 """
 
 from __future__ import annotations
@@ -16,24 +19,16 @@ from jobruntime.attestation.providers.choose import provider_for
 from jobruntime.controlplane.api import RunState
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.errors import ClaimError, JobRuntimeError, RunCancelledError
+from jobruntime.keyrelease.session import AttestedSession, PodIdentity, new_pod_id
 from jobruntime.signing import envelope
 from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
-from jobruntime.spec.bundle import Receipt, VerifiedBundle, write_atomically
-from jobruntime.spec.checks import (
-    AllOf,
-    ControlPlaneSignature,
-    ImageDigest,
-    ModuleDigest,
-    OwnerApprovals,
-    RunIdentity,
-    Subject,
-    ValidityWindow,
-    decode,
-)
 from jobruntime.spec.codec import parse_model
 from jobruntime.spec.models import ClaimReceipt, utcnow
+from jobruntime.verification.bundle import BundleFile, Receipt, write_atomically
+from jobruntime.verification.local import ImageDigest, ModuleDigest
+from jobruntime.verification.pinned import JOBS_ROOT
+from jobruntime.verification.signed import VerifiedSpec, verify_response
 from verifier import __version__
-from verifier.attest import EvidenceAttestation
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,7 @@ class VerifierConfig:
     control_plane_url: str
     token: str = field(repr=False)
     trust_root: Path
-    module_path: Path
+    module_path: Path | None
     image_digest: str
     output_dir: Path
     termination_log: Path = Path("/dev/termination-log")
@@ -53,15 +48,37 @@ class VerifierConfig:
     tee: str = "auto"
     emulated_tee_dir: Path | None = None
 
+    def module_for(self, verified: VerifiedSpec) -> Path:
+        """The job module's file: the dev override, else the image's fixed directory."""
+        if self.module_path is not None:
+            return self.module_path
+        return JOBS_ROOT.joinpath(*verified.spec.module.import_name.split(".")).with_suffix(".py")
+
 
 class AttestationStep(Protocol):
-    """Step 9: evidence bound to this run, sent to the control plane.
+    """Step 9: an attested ``verifier`` session for this pod (the claim then uses it)."""
 
-    It gets the verified subject and the control-plane client and returns a record
-    for the bundle's receipt. ``verifier.attest.EvidenceAttestation`` is the default.
-    """
+    def __call__(
+        self, client: ControlPlaneClient, pod: PodIdentity
+    ) -> tuple[AttestedSession, dict[str, Any]]: ...
 
-    def attest(self, subject: Subject, client: ControlPlaneClient) -> dict[str, Any]: ...
+
+def evidence_attestation(config: VerifierConfig) -> AttestationStep:
+    provider = provider_for(config.tee, config.emulated_tee_dir)
+
+    def attest(
+        client: ControlPlaneClient, pod: PodIdentity
+    ) -> tuple[AttestedSession, dict[str, Any]]:
+        session = AttestedSession(client, pod, provider, purpose="verifier")
+        answer = session.attest()
+        record = {
+            "evidence_kind": answer.evidence_kind,
+            "measurement": answer.measurement,
+            "recorded_until": answer.expires_at.isoformat(),
+        }
+        return session, record
+
+    return attest
 
 
 def verify_run(
@@ -72,6 +89,7 @@ def verify_run(
     now: datetime | None = None,
 ) -> Path:
     trust_root = TrustRoot.load(config.trust_root)
+    now = now or utcnow()
     owned = client is None
     client = client or ControlPlaneClient(
         config.control_plane_url,
@@ -81,51 +99,48 @@ def verify_run(
     )
     try:
         body = client.signed_run_bytes(config.run_id)
-        # 1. Envelope and schema.
-        subject = decode(body, now or utcnow())
-        # 2.-7. Signature, approvals, validity, run id, module and image digests.
-        done = ["1. envelope and schema"]
-        done += AllOf(
-            (
-                ControlPlaneSignature(trust_root),
-                OwnerApprovals(trust_root),
-                ValidityWindow(config.clock_skew),
-                RunIdentity(config.run_id),
-                ModuleDigest(config.module_path),
-                ImageDigest(config.image_digest),
-            )
-        ).verify(subject)
-        if config.mode == "driver":
-            # 8. One-time claim: the control plane hands this run out once, and signs that.
-            claim_id = secrets.token_hex(32)
-            receipt = client.claim(config.run_id, claim_id)
-            check_claim_receipt(receipt, subject, claim_id, trust_root)
-            done.append("8. one-time claim")
-        else:
-            # 8. Executor: the driver's verifier claimed the run, and it is still live.
-            receipt = {}
+        # 1.-6. Envelope, signature, schema, approvals, validity, run id.
+        verified = verify_response(
+            body, trust_root, now=now, run_id=config.run_id, skew=config.clock_skew
+        )
+        done = list(verified.checks)
+        # 7.-8. The module and the image this pod runs are the ones the spec pins.
+        module = config.module_for(verified)
+        for check in (ModuleDigest(module), ImageDigest(config.image_digest)):
+            check.verify(verified)
+            done.append(check.name)
+        if config.mode == "executor":
             require_claimed(client, config.run_id)
-            done.append("8. run claimed by the driver")
-        # 9. Attestation evidence bound to the run, recorded by the control plane.
-        step = attestation or EvidenceAttestation(provider_for(config.tee, config.emulated_tee_dir))
-        attested = step.attest(subject, client)
+        # 9. Evidence bound to (nonce, run, spec digest, this pod, its role, purpose, key).
+        pod = PodIdentity(config.run_id, verified.digest, new_pod_id(), config.mode)
+        session, attested = (attestation or evidence_attestation(config))(client, pod)
         done.append("9. attestation")
+        if config.mode == "driver":
+            # 10. One-time claim, with the attested session: signed by the control plane.
+            claim_id = secrets.token_hex(32)
+            receipt = client.claim(config.run_id, claim_id, session.token)
+            check_claim_receipt(receipt, verified, claim_id, trust_root, now)
+            done.append("10. one-time claim")
+        else:
+            receipt = {}
+            done.append("10. run claimed by the driver's pod")
     finally:
         if owned:
             client.close()
-    bundle = VerifiedBundle(
-        spec=subject.spec,
-        envelope=envelope.to_json(subject.envelope),
-        approvals=subject.approvals,
+    bundle = BundleFile(
+        envelope=envelope.to_json(verified.envelope),
+        approvals=list(verified.approvals),
         receipt=Receipt(
-            run_id=subject.spec.run_id,
-            spec_digest=subject.spec_digest,
-            verified_at=subject.now,
+            run_id=verified.spec.run_id,
+            spec_digest=verified.digest,
+            pod_id=pod.pod_id,
+            role=pod.role,
+            verified_at=now,
             verifier_version=__version__,
             trust_root_digest=trust_root.digest,
-            module_path=str(config.module_path),
-            module_sha256=subject.spec.module.sha256,
-            image_digest=subject.spec.image_digest,
+            module_path=str(module),
+            module_sha256=verified.spec.module.sha256,
+            image_digest=verified.spec.image_digest,
             checks=done,
             claim=receipt,
             attestation=attested,
@@ -143,18 +158,18 @@ def require_claimed(client: ControlPlaneClient, run_id: str) -> None:
 
 
 def check_claim_receipt(
-    obj: dict[str, Any], subject: Subject, claim_id: str, trust_root: TrustRoot
+    obj: dict[str, Any], verified: VerifiedSpec, claim_id: str, trust_root: TrustRoot, now: datetime
 ) -> None:
     """The claim answer must be signed by the control plane and name this claim."""
     try:
         env = envelope.from_json(obj, envelope.CLAIM_TYPE, "claim receipt")
-        envelope.verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, subject.now)
+        envelope.verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, now)
         receipt = parse_model(ClaimReceipt, env.payload, "claim receipt")
     except JobRuntimeError as exc:
         raise ClaimError(f"claim receipt rejected: {exc.one_line()}") from None
     if (receipt.run_id, receipt.spec_digest, receipt.claim_id) != (
-        subject.spec.run_id,
-        subject.spec_digest,
+        verified.spec.run_id,
+        verified.digest,
         claim_id,
     ):
         raise ClaimError("claim receipt is for another run, spec or claim")

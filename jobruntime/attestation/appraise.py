@@ -27,15 +27,13 @@ def appraise(
     policy: Policy | None = None,
     at: datetime | None = None,
 ) -> VerifiedReport:
-    # 1. The report parses (size, version, reserved bytes).
+    # 1. The report parses (size, version, reserved bytes): structure only, nothing trusted.
     report = AttestationReport.parse(evidence.report)
-    # 2. REPORT_DATA binds the nonce, the run, the ephemeral key and the purpose.
-    check_binding(evidence, binding, report)
-    # 3. The endorsement key is the first certificate the platform supplied.
+    # 2. The endorsement key is the first certificate the platform supplied.
     certificates = load_certificates(evidence.certificates) if evidence.certificates else []
     if not certificates:
         raise CertificateError("evidence carries no VCEK or VLEK certificate")
-    # 4. Signature, chain to a pinned root, TCB binding, then the policy (no debug at least).
+    # 3. Signature, chain to a pinned root, TCB binding, then the policy (no debug at least).
     #    v3+ reports name their product (CPUID); for v2 the issuing chain does.
     endorsement = certificates[0]
     issuers = [c.product for c in chains if endorsement.is_issued_by(c.ask)]
@@ -45,4 +43,8 @@ def appraise(
     verifier = AttestationVerifier(
         chains, product, policy or NoDebug(), allow_emulated=allow_emulated
     )
-    return verifier.verify(report, endorsement, at=at)
+    verified = verifier.verify(report, endorsement, at=at)
+    # 4. Only a verified report's REPORT_DATA is read: it binds the nonce, the run, the
+    #    spec, the pod, its role, the purpose and the ephemeral key.
+    check_binding(evidence, binding, verified.report)
+    return verified

@@ -103,6 +103,34 @@ class ReportDataError(PolicyError):
     code = "attestation.report_data"
 
 
+class MigrationAgentError(PolicyError):
+    code = "attestation.migration_agent"
+
+
+class SmtError(PolicyError):
+    code = "attestation.smt"
+
+
+class SingleSocketError(PolicyError):
+    code = "attestation.single_socket"
+
+
+class ChipNotAllowedError(PolicyError):
+    code = "attestation.chip_not_allowed"
+
+
+class IsolationError(PolicyError):
+    """The run's isolation mode is not one the policy accepts."""
+
+    code = "attestation.isolation"
+
+
+class EmptyPolicyError(PolicyError):
+    """A policy with no rules in it: refused rather than read as "anything goes"."""
+
+    code = "attestation.empty_policy"
+
+
 # --- obtaining evidence ---------------------------------------------------------------
 
 

@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from jobruntime.attestation.errors import (
+    ChipNotAllowedError,
     DebugEnabledError,
+    EmptyPolicyError,
     GuestSvnError,
     HostDataError,
     MeasurementError,
+    MigrationAgentError,
     ReportDataError,
+    SingleSocketError,
+    SmtError,
     TcbTooLowError,
     VmplError,
 )
@@ -33,7 +38,7 @@ class Policy(Protocol):
 
 @dataclass(frozen=True)
 class AllOf:
-    """Every policy must hold; the first refusal is raised."""
+    """Every policy must hold; the first refusal is raised. An empty ``AllOf`` refuses."""
 
     policies: tuple[Policy, ...]
 
@@ -41,6 +46,8 @@ class AllOf:
         object.__setattr__(self, "policies", policies)
 
     def verify(self, report: AttestationReport) -> None:
+        if not self.policies:
+            raise EmptyPolicyError("a policy with no rules accepts nothing")
         for policy in self.policies:
             policy.verify(report)
 
@@ -105,6 +112,49 @@ class AllowedVmpl:
     def verify(self, report: AttestationReport) -> None:
         if report.vmpl not in self.vmpls:
             raise VmplError(f"VMPL {report.vmpl} is not in {sorted(self.vmpls)}")
+
+
+class NoMigrationAgent:
+    """The guest policy must not allow a migration agent (it could export the guest's memory)."""
+
+    def verify(self, report: AttestationReport) -> None:
+        if report.policy.migrate_ma:
+            raise MigrationAgentError(
+                f"guest policy {report.policy.raw:#x} allows a migration agent"
+            )
+
+
+class NoSmt:
+    """The guest policy must forbid SMT (sibling hyperthreads share caches)."""
+
+    def verify(self, report: AttestationReport) -> None:
+        if report.policy.smt:
+            raise SmtError(f"guest policy {report.policy.raw:#x} allows SMT")
+
+
+class SingleSocket:
+    """The guest policy must restrict the guest to a single socket."""
+
+    def verify(self, report: AttestationReport) -> None:
+        if not report.policy.single_socket:
+            raise SingleSocketError(f"guest policy {report.policy.raw:#x} allows several sockets")
+
+
+@dataclass(frozen=True)
+class AllowedChipIds:
+    """The report must come from one of these chips (64-byte CHIP_ID)."""
+
+    chip_ids: frozenset[bytes]
+
+    def __init__(self, chip_ids: Iterable[bytes]) -> None:
+        allowed = frozenset(chip_ids)
+        if not allowed or any(len(c) != 64 for c in allowed):
+            raise ValueError("allowed chip ids are one or more 64-byte values")
+        object.__setattr__(self, "chip_ids", allowed)
+
+    def verify(self, report: AttestationReport) -> None:
+        if report.chip_id not in self.chip_ids:
+            raise ChipNotAllowedError(f"chip {report.chip_id[:8].hex()}… is not allowed")
 
 
 @dataclass(frozen=True)

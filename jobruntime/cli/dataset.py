@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from jobruntime.cli.common import add_connection, client_from
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.dataset import owner
+from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.dataset.registry import ControlPlaneRegistry
 from jobruntime.storage.uri import open_storage
 
@@ -76,8 +77,7 @@ def encrypt(args: argparse.Namespace) -> int:
             batches,
             open_storage(args.to),
             args.to,
-            args.key,
-            client.owner_key(args.key),
+            LocalMasterKey(args.key, client.owner_key(args.key)),
             registry,
             args.rows_per_file,
             progress,
@@ -95,8 +95,7 @@ def decrypt(args: argparse.Namespace) -> int:
         manifest = owner.decrypt(
             open_storage(args.uri),
             args.uri,
-            args.key,
-            client.owner_key(args.key),
+            LocalMasterKey(args.key, client.owner_key(args.key)),
             registry,
             args.to,
             progress,

@@ -35,6 +35,25 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also release to the emulated TEE (local work only)",
     )
+    c.add_argument(
+        "--allow-node-isolation",
+        action="store_true",
+        help="also release to runs in node isolation, which TRUSTS WHOEVER CONTROLS THE "
+        "CLUSTER (the evidence says nothing about the pod); default: pod isolation only",
+    )
+    c.add_argument(
+        "--vmpl",
+        action="append",
+        type=int,
+        help="accepted VMPL (repeat; default 0 only)",
+    )
+    c.add_argument("--forbid-smt", action="store_true", help="refuse guests that allow SMT")
+    c.add_argument(
+        "--require-single-socket", action="store_true", help="refuse multi-socket guests"
+    )
+    c.add_argument(
+        "--chip-id", action="append", default=[], help="accept only this chip (hex CHIP_ID)"
+    )
     add_connection(c, "")
     c.set_defaults(handler=create_key)
 
@@ -58,14 +77,25 @@ def create_key(args: argparse.Namespace) -> int:
             "measurements": args.measurement,
             "minimum_tcb": floor,
             "minimum_guest_svn": args.min_guest_svn,
+            "isolation": ["pod", "node"] if args.allow_node_isolation else ["pod"],
+            "vmpls": args.vmpl or [0],
+            "allow_smt": not args.forbid_smt,
+            "require_single_socket": args.require_single_socket,
+            "chip_ids": args.chip_id,
         },
         "release policy",
     )
+    if args.allow_node_isolation:
+        print(
+            "WARNING: this key will also be released in node isolation, where whoever "
+            "controls the cluster can run any pod it likes on the confidential node"
+        )
     with client_from(args) as client:
         info = client.create_key(args.key_id, policy)
     print(
         f"created {info.key_id} for {info.owner}; released only to "
-        f"{', '.join(k.value for k in policy.evidence_kinds)} evidence"
+        f"{', '.join(k.value for k in policy.evidence_kinds)} evidence in "
+        f"{' or '.join(policy.isolation)} isolation"
     )
     return 0
 

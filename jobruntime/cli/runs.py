@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from jobruntime.cli.common import add_connection, client_from, print_json
+from jobruntime.errors import ConfigError
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
-from jobruntime.spec.checks import decode
+from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import parse_model
 from jobruntime.spec.models import JobRunRequest, utcnow
+from jobruntime.verification.signed import verify_response
 
 
 def register(sub: Any) -> None:
@@ -43,6 +45,12 @@ def register(sub: Any) -> None:
     a.add_argument("run_id")
     a.add_argument("--key", type=Path, required=True, help="the owner's approval key")
     a.add_argument("--owner", required=True, help="the owner org approving")
+    a.add_argument(
+        "--trust-root",
+        type=Path,
+        help="checks the control plane's signature before signing "
+        "(default: the emulator state's trust-root.json)",
+    )
     add_connection(a, "")
     a.set_defaults(handler=approve)
 
@@ -79,13 +87,26 @@ def approve(args: argparse.Namespace) -> int:
     if not args.principal:
         args.principal = f"owner:{args.owner}"
     key = SigningKey.load(args.key)
+    trust_root = args.trust_root or (
+        Path(args.emulator_state) / "trust-root.json" if args.emulator_state else None
+    )
+    if trust_root is None:
+        raise ConfigError("approve needs --trust-root (or --emulator-state)")
     with client_from(args) as client:
-        subject = decode(client.signed_run_bytes(args.run_id), utcnow())
-        approval = sign_approval(subject.spec, subject.spec_digest, args.owner, key, utcnow())
+        # Verify, then read: only a spec the control plane signed is shown and signed.
+        verified = verify_response(
+            client.signed_run_bytes(args.run_id),
+            TrustRoot.load(trust_root),
+            now=utcnow(),
+            run_id=args.run_id,
+            review=True,
+        )
+        approval = sign_approval(verified.spec, verified.digest, args.owner, key, utcnow())
         resp = client.approve(args.run_id, approval)
-    inputs = ", ".join(f"{d.name} ({d.owner})" for d in subject.spec.inputs) or "none"
+    spec_ = verified.spec
+    inputs = ", ".join(f"{d.name} ({d.owner})" for d in spec_.inputs) or "none"
     print(
-        f"{args.owner} approved {resp.run_id} ({subject.spec_digest}) job {subject.spec.job_id},"
-        f" inputs: {inputs}; run is {resp.state.value}"
+        f"{args.owner} approved {resp.run_id} ({verified.digest}) job {spec_.job_id},"
+        f" inputs: {inputs}, isolation: {spec_.workload.isolation}; run is {resp.state.value}"
     )
     return 0

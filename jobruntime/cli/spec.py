@@ -12,17 +12,9 @@ from typing import Any
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
-from jobruntime.spec.checks import (
-    AllOf,
-    Check,
-    ControlPlaneSignature,
-    OwnerApprovals,
-    RunIdentity,
-    ValidityWindow,
-    decode,
-)
 from jobruntime.spec.codec import canonical, parse_model, sha256_digest
 from jobruntime.spec.models import JobRunSpec, utcnow
+from jobruntime.verification.signed import verify_response
 
 
 def register(sub: Any) -> None:
@@ -74,17 +66,15 @@ def verify(args: argparse.Namespace) -> int:
     doc = json.loads(raw) if raw.strip().startswith(b"{") else None
     if isinstance(doc, dict) and "payloadType" in doc:
         raw = json.dumps({"envelope": doc, "approvals": []}).encode()
-    subject = decode(raw, utcnow())
-    checks: list[Check] = [
-        ControlPlaneSignature(trust_root),
-        ValidityWindow(timedelta(seconds=args.clock_skew)),
-    ]
-    if not args.no_approvals:
-        checks.append(OwnerApprovals(trust_root))
-    if args.run_id:
-        checks.append(RunIdentity(args.run_id))
-    done = ["1. envelope and schema", *AllOf(tuple(checks)).verify(subject)]
-    print(f"verified {subject.spec.run_id} ({subject.spec_digest})")
-    for line in done:
+    verified = verify_response(
+        raw,
+        trust_root,
+        now=utcnow(),
+        run_id=args.run_id,
+        skew=timedelta(seconds=args.clock_skew),
+        require_approvals=not args.no_approvals,
+    )
+    print(f"verified {verified.spec.run_id} ({verified.digest})")
+    for line in verified.checks:
         print(f"  ok  {line}")
     return 0

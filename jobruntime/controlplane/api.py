@@ -85,14 +85,6 @@ class OutputReport(_Wire):
     manifest_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 
 
-class CompleteRequest(_Wire):
-    """The driver's last word: how the run ended and what it published."""
-
-    outcome: Literal["succeeded", "failed"]
-    reason: str | None = Field(default=None, max_length=300)
-    outputs: list[OutputReport] = Field(default_factory=list, max_length=64)
-
-
 class SignedRun(_Wire):
     """The spec envelope signed by the control plane and the owners' approvals."""
 
@@ -113,6 +105,9 @@ class ApprovalResponse(_Wire):
 
 class ClaimRequest(_Wire):
     claim_id: Sha256Hex = Field(description="random per verifier; repeating it is idempotent")
+    session: str = Field(
+        max_length=256, description="the driver pod's attested session of purpose verifier"
+    )
 
 
 class ClaimResponse(_Wire):
@@ -154,9 +149,20 @@ class EvidenceKind(StrEnum):
     EMULATED = "emulated"
 
 
-class ReleasePolicy(_Wire):
-    """When a dataset key may leave the KMS: the evidence it takes to get it."""
+Isolation = Literal["pod", "node"]
 
+
+class ReleasePolicy(_Wire):
+    """When a key may leave the KMS, or a session may open: the evidence it takes.
+
+    Declarative, after go-sev-guest's ``validate.Options``; ``keyrelease.policy.build``
+    turns it into small composable policy objects. Defaults are the strict choice.
+    """
+
+    isolation: Annotated[list[Isolation], Field(min_length=1)] = Field(
+        default_factory=lambda: list[Isolation](["pod"]),
+        description="isolation modes accepted; node trusts whoever controls the cluster",
+    )
     evidence_kinds: list[EvidenceKind] = Field(
         default_factory=lambda: [EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM],
         description="emulated evidence only where a key's owner says so (local work)",
@@ -167,7 +173,16 @@ class ReleasePolicy(_Wire):
     minimum_tcb: dict[Literal["bootloader", "tee", "snp", "microcode", "fmc"], int] = Field(
         default_factory=dict
     )
-    minimum_guest_svn: int = 0
+    minimum_guest_svn: Annotated[int, Field(ge=0)] = 0
+    vmpls: Annotated[list[Annotated[int, Field(ge=0, le=3)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [0], description="privilege levels accepted (0 is the guest OS)"
+    )
+    allow_migration_agent: bool = False
+    allow_smt: bool = True
+    require_single_socket: bool = False
+    chip_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]] = Field(
+        default_factory=list, description="if not empty, the only chips accepted (hex CHIP_ID)"
+    )
 
 
 class CreateKeyRequest(_Wire):
@@ -191,10 +206,18 @@ class Challenge(_Wire):
     expires_at: datetime
 
 
+Purpose = Literal["verifier", "key-agent", "heartbeat"]
+PodId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
 class AttestRequest(_Wire):
+    """Evidence whose REPORT_DATA binds every field here but ``evidence`` itself."""
+
     run_id: RunId
     nonce: Sha256Hex
-    purpose: Literal["verifier", "key-agent", "heartbeat"]
+    purpose: Purpose
+    pod_id: PodId = Field(description="drawn by the pod's verifier; one per pod")
+    role: Literal["driver", "executor"]
     evidence: dict[str, Any]
     public_jwk: dict[str, Any] = Field(description="the pod's ephemeral P-384 public key")
 
@@ -262,6 +285,12 @@ class Heartbeat(_Wire):
     progress: Progress = Field(default_factory=Progress)
     interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
     final: bool = False
+    reason: str | None = Field(default=None, max_length=300, description="a final failure's code")
+    outputs: list[OutputReport] = Field(
+        default_factory=list,
+        max_length=64,
+        description="on the final heartbeat of a success: each output's published version",
+    )
 
 
 class SignedHeartbeat(_Wire):

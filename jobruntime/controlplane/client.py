@@ -30,7 +30,6 @@ from jobruntime.controlplane.api import (
     ChallengeRequest,
     ClaimRequest,
     ClaimResponse,
-    CompleteRequest,
     CreateKeyRequest,
     DatasetRef,
     DatasetVersion,
@@ -62,7 +61,7 @@ from jobruntime.errors import (
     all_error_types,
 )
 from jobruntime.spec.codec import MAX_SPEC_BYTES
-from jobruntime.spec.models import JobRunRequest
+from jobruntime.spec.models import JobRunRequest, Workload
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -152,13 +151,15 @@ class ControlPlaneClient:
         body = ApprovalRequest(envelope=approval).model_dump()
         return self._call("POST", f"/runs/{run_id}/approvals", ApprovalResponse, body=body)
 
-    def claim(self, run_id: str, claim_id: str) -> dict[str, Any]:
-        body = ClaimRequest(claim_id=claim_id).model_dump()
+    def claim(self, run_id: str, claim_id: str, session: str) -> dict[str, Any]:
+        """Claim with the driver pod's attested ``verifier`` session."""
+        body = ClaimRequest(claim_id=claim_id, session=session).model_dump()
         return self._call("POST", f"/runs/{run_id}/claim", ClaimResponse, body=body).receipt
 
-    def complete(self, run_id: str, request: CompleteRequest) -> RunStatus:
-        body = request.model_dump(mode="json")
-        return self._call("POST", f"/runs/{run_id}/complete", RunStatus, body=body)
+    def set_workload(self, run_id: str, workload: Workload) -> SubmitResponse:
+        """Name the pods' HOST_DATA (or node isolation) before owners approve; re-signs."""
+        body = workload.model_dump(mode="json")
+        return self._call("POST", f"/runs/{run_id}/workload", SubmitResponse, body=body)
 
     def heartbeat(self, run_id: str, signed: SignedHeartbeat) -> HeartbeatAck:
         # Short deadline: the sidecar keeps its own backlog rather than block here.

@@ -21,6 +21,7 @@ from jobruntime.dataset.errors import (
     FileMissingError,
     FileTruncatedError,
 )
+from jobruntime.dataset.keyops import MasterKeyOps
 from jobruntime.dataset.manifest import FileEntry
 from jobruntime.storage.base import Storage, StorageNotFoundError
 
@@ -37,14 +38,14 @@ class WrittenFile:
 
 
 def encrypt(
-    batches: Iterable[pa.RecordBatch], schema: pa.Schema, key_id: str, key: bytes
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, ops: MasterKeyOps
 ) -> tuple[bytes, int, int]:
     """PME Parquet bytes of the batches, with their row and row-group counts."""
     sink = pa.BufferOutputStream()
     rows = 0
     pending: list[pa.RecordBatch] = []
     buffered = 0
-    properties = pme.encryption_properties(key_id, key)
+    properties = pme.encryption_properties(ops)
     with pq.ParquetWriter(
         sink, schema, encryption_properties=properties, compression="zstd"
     ) as writer:
@@ -66,7 +67,7 @@ def encrypt(
             )
     data = sink.getvalue().to_pybytes()
     groups = pq.ParquetFile(
-        pa.BufferReader(data), decryption_properties=pme.decryption_properties(key_id, key)
+        pa.BufferReader(data), decryption_properties=pme.decryption_properties(ops)
     )
     return data, rows, groups.metadata.num_row_groups
 
@@ -76,10 +77,9 @@ def write(
     path: str,
     batches: Iterable[pa.RecordBatch],
     schema: pa.Schema,
-    key_id: str,
-    key: bytes,
+    ops: MasterKeyOps,
 ) -> WrittenFile:
-    data, rows, groups = encrypt(batches, schema, key_id, key)
+    data, rows, groups = encrypt(batches, schema, ops)
     storage.write(path, data)
     return WrittenFile(path, len(data), hashlib.sha256(data).hexdigest(), rows, groups)
 
@@ -104,8 +104,7 @@ RowGroupFilter = Callable[[pq.RowGroupMetaData], bool]
 
 def decrypt(
     data: bytes,
-    key_id: str,
-    key: bytes,
+    ops: MasterKeyOps,
     dataset: str,
     path: str,
     keep: RowGroupFilter | None = None,
@@ -114,7 +113,7 @@ def decrypt(
     """Record batches of the row groups ``keep`` accepts (all by default)."""
     try:
         pf = pq.ParquetFile(
-            pa.BufferReader(data), decryption_properties=pme.decryption_properties(key_id, key)
+            pa.BufferReader(data), decryption_properties=pme.decryption_properties(ops)
         )
         groups = [
             i

@@ -3,26 +3,28 @@
 It lists every file (size, SHA-256 of the ciphertext, rows), the schema, the version
 and the previous manifest's digest, so a dropped, added, swapped, truncated or
 replayed file set is detected. It holds no values: row counts and the schema only.
+The key check and the MAC are computed by a :class:`MasterKeyOps` (the key agent, in
+a run; see :mod:`jobruntime.dataset.keyops` for the derivation): no key is held here.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 import pyarrow as pa
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobruntime.dataset.errors import ManifestInvalidError, WrongKeyError
+from jobruntime.dataset.keyops import MasterKeyOps, body_digest
 from jobruntime.errors import JobRuntimeError
 from jobruntime.spec.codec import canonical, parse_model, sha256_digest
 
 Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+_MAC = re.compile(r"[0-9a-f]{64}")
 
 
 class FileEntry(BaseModel):
@@ -67,36 +69,33 @@ def encode_schema(schema: pa.Schema) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode()
 
 
-def _keys(master_key: bytes, key_id: str) -> tuple[bytes, str]:
-    okm = HKDF(
-        algorithm=hashes.SHA256(),
-        length=64,
-        salt=None,
-        info=b"jobruntime/manifest/v1|" + key_id.encode(),
-    ).derive(master_key)
-    mac_key = okm[:32]
-    check = hmac.new(okm[32:], b"key-check", hashlib.sha256).hexdigest()
-    return mac_key, check
-
-
-def seal(draft: Manifest, master_key: bytes) -> Manifest:
+def seal(draft: Manifest, ops: MasterKeyOps) -> Manifest:
     """Fill in the key check and the MAC over everything else."""
-    mac_key, check = _keys(master_key, draft.key_id)
-    unsigned = draft.model_copy(update={"key_check": check, "mac": ""})
-    mac = hmac.new(mac_key, unsigned.body(), hashlib.sha256).hexdigest()
-    return unsigned.model_copy(update={"mac": mac})
+    if draft.key_id != ops.key_id:
+        raise ValueError(f"a manifest for key {draft.key_id} sealed with key {ops.key_id}")
+    unsigned = draft.model_copy(update={"key_check": ops.key_check(), "mac": ""})
+    return unsigned.model_copy(update={"mac": ops.mac(body_digest(unsigned.body()))})
 
 
-def load_verified(data: bytes, master_key: bytes, dataset: str, where: str) -> Manifest:
-    """Parse (with the spec limits), then check the key, then the MAC."""
+def parse_unverified(data: bytes, dataset: str, where: str) -> Manifest:
+    """Parsed with the spec's size and depth limits; NOT authenticated."""
     try:
-        manifest = parse_model(Manifest, data, f"manifest {where}")
+        return parse_model(Manifest, data, f"manifest {where}")
     except JobRuntimeError:
         raise ManifestInvalidError(f"{dataset}: manifest {where} is malformed") from None
-    mac_key, check = _keys(master_key, manifest.key_id)
-    if not hmac.compare_digest(check, manifest.key_check):
+
+
+def load_verified(data: bytes, ops: MasterKeyOps, dataset: str, where: str) -> Manifest:
+    """Parse, then check the key id and key, then the MAC."""
+    manifest = parse_unverified(data, dataset, where)
+    if manifest.key_id != ops.key_id:
+        raise WrongKeyError(
+            f"{dataset}: manifest {where} is sealed for key {manifest.key_id}, not {ops.key_id}"
+        )
+    if not hmac.compare_digest(ops.key_check(), manifest.key_check):
         raise WrongKeyError(f"{dataset}: the key given is not the key of manifest {where}")
-    expected = hmac.new(mac_key, manifest.body(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, manifest.mac):
+    if not _MAC.fullmatch(manifest.mac) or not ops.check_mac(
+        body_digest(manifest.body()), manifest.mac
+    ):
         raise ManifestInvalidError(f"{dataset}: manifest {where} was altered (MAC mismatch)")
     return manifest

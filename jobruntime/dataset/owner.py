@@ -1,6 +1,7 @@
 """A data owner's own work on its datasets, without Spark: encrypt, decrypt, inspect.
 
-The owner's key comes from the KMS owner API into memory; files are written and
+The owner's key comes from the KMS owner API into memory (a
+:class:`~jobruntime.dataset.keyops.LocalMasterKey`); files are written and
 published exactly as the Spark writer does (staging, checked parts, one manifest).
 """
 
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 
 from jobruntime.dataset import files, versions
 from jobruntime.dataset.errors import DatasetError, ManifestMissingError
+from jobruntime.dataset.keyops import MasterKeyOps
 from jobruntime.dataset.manifest import Manifest
 from jobruntime.errors import ConfigError
 from jobruntime.storage.base import Storage
@@ -46,8 +48,7 @@ def encrypt(
     batches: Iterator[pa.RecordBatch],
     storage: Storage,
     uri: str,
-    key_id: str,
-    key: bytes,
+    ops: MasterKeyOps,
     registry: versions.VersionRegistry | None,
     rows_per_file: int = 1_000_000,
     progress: Progress | None = None,
@@ -58,12 +59,12 @@ def encrypt(
     try:
         for index, chunk in enumerate(_chunks(batches, rows_per_file)):
             path = versions.staging_path(write_id, index, 0)
-            part = files.write(storage, path, chunk, schema, key_id, key)
+            part = files.write(storage, path, chunk, schema, ops)
             staged.append((index, part))
             done += part.rows
             if progress:
                 progress(done)
-        return versions.commit(storage, uri, key_id, key, schema, staged, registry)
+        return versions.commit(storage, uri, ops, schema, staged, registry)
     finally:
         versions.abort(storage, write_id)
 
@@ -82,13 +83,9 @@ def _chunks(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.Re
 
 
 def latest(
-    storage: Storage,
-    uri: str,
-    key_id: str | None,
-    key: bytes,
-    registry: versions.VersionRegistry | None,
+    storage: Storage, uri: str, ops: MasterKeyOps, registry: versions.VersionRegistry | None
 ) -> Manifest:
-    manifest = versions.open_latest(storage, uri, key_id, key, registry)
+    manifest = versions.open_latest(storage, uri, ops, registry)
     if manifest is None:
         raise ManifestMissingError(f"{uri}: no version has been written")
     return manifest
@@ -97,14 +94,13 @@ def latest(
 def decrypt(
     storage: Storage,
     uri: str,
-    key_id: str | None,
-    key: bytes,
+    ops: MasterKeyOps,
     registry: versions.VersionRegistry | None,
     target: Path,
     progress: Progress | None = None,
 ) -> Manifest:
     """Write the plaintext to ``target`` (Parquet or CSV), 0600, whole or not at all."""
-    manifest = latest(storage, uri, key_id, key, registry)
+    manifest = latest(storage, uri, ops, registry)
     suffix = target.suffix.lower()
     if suffix not in (".parquet", ".csv"):
         raise ConfigError(f"{target}: write .parquet or .csv")
@@ -120,7 +116,7 @@ def decrypt(
         with writer:
             for entry in manifest.files:
                 data = files.read_verified(storage, entry, uri)
-                for batch in files.decrypt(data, manifest.key_id, key, uri, entry.path):
+                for batch in files.decrypt(data, ops, uri, entry.path):
                     writer.write_batch(batch)
                     done += batch.num_rows
                     if progress:

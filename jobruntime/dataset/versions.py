@@ -31,7 +31,15 @@ from jobruntime.dataset.errors import (
     VersionConflictError,
     WriteError,
 )
-from jobruntime.dataset.manifest import FileEntry, Manifest, encode_schema, load_verified, seal
+from jobruntime.dataset.keyops import MasterKeyOps
+from jobruntime.dataset.manifest import (
+    FileEntry,
+    Manifest,
+    encode_schema,
+    load_verified,
+    parse_unverified,
+    seal,
+)
 from jobruntime.spec.models import utcnow
 from jobruntime.storage.base import Storage, StorageNotFoundError
 
@@ -57,37 +65,58 @@ def local_versions(storage: Storage) -> list[int]:
     return sorted(int(m.group(1)) for m in found if m)
 
 
+def _latest_manifest(
+    storage: Storage, name: str, registry: VersionRegistry | None
+) -> tuple[int, tuple[int, str] | None, bytes] | None:
+    """(version, the control plane's record, manifest bytes): which manifest is the latest."""
+    present = local_versions(storage)
+    recorded = registry.latest() if registry is not None else None
+    # The one the control plane recorded, else the newest present.
+    version = recorded[0] if recorded else (present[-1] if present else None)
+    if version is None:
+        return None
+    try:
+        return version, recorded, storage.read(manifest_path(version))
+    except StorageNotFoundError:
+        raise ManifestMissingError(f"{name}: manifest of version {version} is missing") from None
+
+
+def declared_key_id(storage: Storage, name: str, registry: VersionRegistry | None) -> str | None:
+    """The key id the latest manifest names, NOT authenticated, or None if never written.
+
+    Only for a reader that was not told the key id, to choose which key to verify the
+    manifest with: :func:`open_latest` then authenticates it under that key id (and
+    the key agent refuses a key id that is not the spec's).
+    """
+    found = _latest_manifest(storage, name, registry)
+    if found is None:
+        return None
+    version, _, data = found
+    return parse_unverified(data, name, f"v{version:06d}").key_id
+
+
 def open_latest(
-    storage: Storage, name: str, key_id: str | None, key: bytes, registry: VersionRegistry | None
+    storage: Storage, name: str, ops: MasterKeyOps, registry: VersionRegistry | None
 ) -> Manifest | None:
     """The verified manifest of the latest version, or None for a dataset never written.
 
     ``name`` is the dataset's URI (it names the dataset in errors and the manifest);
-    ``key_id``, when given, must be the key the manifest was sealed for.
+    the manifest must be sealed for ``ops.key_id`` and authenticate under it.
     """
-    present = local_versions(storage)
-    recorded = registry.latest() if registry is not None else None
     # 1. Which version: the one the control plane recorded, else the newest present.
-    version = recorded[0] if recorded else (present[-1] if present else None)
-    if version is None:
+    found = _latest_manifest(storage, name, registry)
+    if found is None:
         return None
-    # 2. Its manifest exists and is authentic under this key.
-    try:
-        data = storage.read(manifest_path(version))
-    except StorageNotFoundError:
-        raise ManifestMissingError(f"{name}: manifest of version {version} is missing") from None
-    manifest = load_verified(data, key, name, f"v{version:06d}")
+    version, recorded, data = found
+    # 2. Its manifest is authentic under this key.
+    manifest = load_verified(data, ops, name, f"v{version:06d}")
     # 3. It is the manifest the control plane recorded as latest.
     if registry is not None and recorded is None:
         raise RollbackError(f"{name}: storage has manifests but none is recorded as latest")
     if recorded and manifest.digest != recorded[1]:
         raise RollbackError(f"{name}: manifest v{version:06d} is not the one recorded as latest")
-    if (
-        manifest.version != version
-        or manifest.dataset != name
-        or (key_id is not None and manifest.key_id != key_id)
-    ):
-        raise RollbackError(f"{name}: manifest v{version:06d} names another version or key")
+    if manifest.version != version or manifest.dataset != name:
+        raise RollbackError(f"{name}: manifest v{version:06d} names another version or dataset")
     # 4. The version's directory holds exactly the files listed, at their sizes.
     check_file_set(storage, manifest, name)
     return manifest
@@ -118,14 +147,13 @@ def staging_path(write_id: str, partition: int, attempt: int) -> str:
 def commit(
     storage: Storage,
     name: str,
-    key_id: str,
-    key: bytes,
+    ops: MasterKeyOps,
     schema: pa.Schema,
     staged: Sequence[tuple[int, files.WrittenFile]],
     registry: VersionRegistry | None,
 ) -> Manifest:
     """Check every staged part, move them into a new version and publish its manifest."""
-    previous = open_latest(storage, name, key_id, key, registry)
+    previous = open_latest(storage, name, ops, registry)
     version = previous.version + 1 if previous else 1
     directory = f"v{version:06d}-{secrets.token_hex(4)}"
     entries: list[FileEntry] = []
@@ -150,11 +178,11 @@ def commit(
                     row_groups=part.row_groups,
                 )
             )
-        # 3. The manifest, sealed with the dataset key, is created once: that publishes.
+        # 3. The manifest, sealed under the dataset key, is created once: that publishes.
         manifest = seal(
             Manifest(
                 dataset=name,
-                key_id=key_id,
+                key_id=ops.key_id,
                 version=version,
                 directory=directory,
                 previous=previous.digest if previous else None,
@@ -164,7 +192,7 @@ def commit(
                 files=entries,
                 key_check="0" * 64,
             ),
-            key,
+            ops,
         )
         if not storage.create(manifest_path(version), manifest.model_dump_json().encode()):
             raise VersionConflictError(f"{name}: version {version} was published by another write")

@@ -1,7 +1,8 @@
-"""What a confidential read or write is told, and where its keys and versions come from.
+"""What a confidential read or write is told, and where its key operations and versions are.
 
 Options are plain strings in the query plan, so they hold names and paths only:
-the key comes from the key agent's socket, never from an option.
+wrapping, unwrapping and manifest MACs are the key agent's, over its socket; no key
+is ever in an option, or in this process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from jobruntime.dataset.versions import VersionRegistry
 from jobruntime.errors import ConfigError
-from jobruntime.keyagent.client import KeyAgentClient
+from jobruntime.keyagent.client import AgentKeyOps, KeyAgentClient
 from jobruntime.storage.base import Storage
 from jobruntime.storage.uri import open_storage
 
@@ -45,8 +46,9 @@ class Options:
     def storage(self) -> Storage:
         return open_storage(self.uri)
 
-    def key(self) -> bytes:
-        return self.agent().get_key(self.dataset)
+    def ops(self, key_id: str) -> AgentKeyOps:
+        """The dataset's master key, as operations the key agent performs: never the key."""
+        return AgentKeyOps(self.agent(), self.dataset, key_id)
 
     def registry(self) -> VersionRegistry:
         return AgentRegistry(self.agent(), self.dataset)

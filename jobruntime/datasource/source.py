@@ -1,14 +1,16 @@
 """``ConfidentialDataSource``: encrypted Parquet datasets as a Spark Python data source.
 
 Reading, on the driver: the latest version's manifest is fetched, authenticated
-with the dataset key (from the key agent), checked against the control plane's
-record and against the files in storage; one partition per file. On executors:
-each file's ciphertext is hashed against the manifest before it is decrypted,
+by the key agent (key check and MAC under the dataset key, which stays in the
+agent), checked against the control plane's record and against the files in
+storage; one partition per file. On executors: each file's ciphertext is hashed
+against the manifest before it is decrypted (the agent unwraps the file's KEK),
 and row groups the pushed filters exclude are skipped.
 
-Writing: each task encrypts its rows into one part in a staging area; the commit,
-on the driver, checks every part, moves them into a new version directory and
-publishes the manifest with one create-if-absent; an abort removes the staging.
+Writing: each task encrypts its rows into one part in a staging area (the agent
+wraps its KEK); the commit, on the driver, checks every part, moves them into a
+new version directory and publishes the manifest (MAC by the agent) with one
+create-if-absent; an abort removes the staging.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from jobruntime.dataset.errors import DatasetError, ManifestMissingError, WriteE
 from jobruntime.dataset.manifest import FileEntry, Manifest
 from jobruntime.datasource.filters import Bound, bounds, row_group_filter
 from jobruntime.datasource.options import Options
+from jobruntime.keyagent.errors import KeyAgentError
 
 
 class ConfidentialDataSource(DataSource):
@@ -48,7 +51,12 @@ class ConfidentialDataSource(DataSource):
     def _latest(self) -> Manifest:
         if self._manifest is None:
             o = self._options
-            found = versions.open_latest(o.storage(), o.uri, o.key_id, o.key(), o.registry())
+            storage, registry = o.storage(), o.registry()
+            # Not told the key id: the manifest's claim picks the key, which then verifies it.
+            key_id = o.key_id or versions.declared_key_id(storage, o.uri, registry)
+            found = (
+                versions.open_latest(storage, o.uri, o.ops(key_id), registry) if key_id else None
+            )
             if found is None:
                 raise ManifestMissingError(f"{o.uri}: no version has been written")
             self._manifest = found
@@ -91,7 +99,7 @@ class ConfidentialReader(DataSourceReader):
         o = self._options
         data = files.read_verified(o.storage(), entry, o.uri)
         keep = row_group_filter(self._bounds, self._names)
-        yield from files.decrypt(data, self._key_id, o.key(), o.uri, entry.path, keep)
+        yield from files.decrypt(data, o.ops(self._key_id), o.uri, entry.path, keep)
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class ConfidentialWriter(DataSourceArrowWriter):
         batches = (
             b.cast(self._arrow_schema) if b.schema != self._arrow_schema else b for b in iterator
         )
-        part = files.write(o.storage(), path, batches, self._arrow_schema, self._key_id, o.key())
+        part = files.write(o.storage(), path, batches, self._arrow_schema, o.ops(self._key_id))
         return PartMessage(partition, part)
 
     def commit(self, messages: list[WriterCommitMessage | None]) -> None:
@@ -132,9 +140,9 @@ class ConfidentialWriter(DataSourceArrowWriter):
         try:
             staged = [(m.partition, m.part) for m in messages if isinstance(m, PartMessage)]
             versions.commit(
-                storage, o.uri, self._key_id, o.key(), self._arrow_schema, staged, o.registry()
+                storage, o.uri, o.ops(self._key_id), self._arrow_schema, staged, o.registry()
             )
-        except DatasetError:
+        except (DatasetError, KeyAgentError):  # typed: keep the code (a refusal, say)
             raise
         except Exception as exc:
             raise WriteError(f"{o.uri}: commit failed ({type(exc).__name__})") from None

@@ -30,7 +30,6 @@ from jobruntime.controlplane.api import (
     CancelRequest,
     ClaimRequest,
     ClaimResponse,
-    CompleteRequest,
     Health,
     OutputReport,
     Progress,
@@ -40,7 +39,7 @@ from jobruntime.controlplane.api import (
     SignedRun,
     SubmitResponse,
 )
-from jobruntime.emulator import datasets, heartbeats, kms
+from jobruntime.emulator import datasets, heartbeats, kms, sessions
 from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
 from jobruntime.emulator.state import (
     Principal,
@@ -54,6 +53,7 @@ from jobruntime.spec.models import (
     JobRunRequest,
     JobRunSpec,
     ValidityWindow,
+    Workload,
     utcnow,
 )
 
@@ -136,6 +136,7 @@ def create_app(state_dir: Path) -> FastAPI:
     Verifier = ctx.dependency(Role.VERIFIER)
     Canceller = ctx.dependency(Role.SUBMITTER, Role.OPERATOR)
     Operator = ctx.dependency(Role.OPERATOR)
+    Renderer = ctx.dependency(Role.SUBMITTER, Role.OPERATOR)
 
     @app.get(f"{API_PREFIX}/health", tags=["meta"])
     def health(who: Principal = Any_) -> Health:
@@ -225,6 +226,12 @@ def create_app(state_dir: Path) -> FastAPI:
         state = RunState(row["state"])
         if state is RunState.CANCELLED or state is RunState.CLAIMED:
             raise ApiError(409, f"run.{state.value}", f"{run_id} is {state.value}")
+        if not spec.workload.complete:
+            raise ApiError(
+                409,
+                "run.workload_pending",
+                f"{run_id} does not name its pods' HOST_DATA yet: nothing to approve",
+            )
         with store.tx() as db:
             for keyid in sorted(keyids):
                 db.execute(
@@ -251,26 +258,33 @@ def create_app(state_dir: Path) -> FastAPI:
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}/claim", tags=["runs"])
     def claim(run_id: str, req: ClaimRequest, who: Principal = Verifier) -> ClaimResponse:
-        """Hand the run to exactly one verifier; the same claim id may ask again."""
+        """Hand the run to exactly one attested driver pod; the same claim id may ask again."""
         now = utcnow()
         load_run(run_id, who)
-        refusal: tuple[int, str, str] | None = None
+        # 1. An attested driver pod's verifier session for this run: a token alone is not enough.
+        session = sessions.require(
+            ctx,
+            req.session,
+            ("verifier",),
+            now=now,
+            actor=who.name,
+            event="claim.denied",
+            run_id=run_id,
+        )
+        if session.role != "driver":
+            ctx.audit(now, "claim.denied", run_id, who.name, {"reason": "claim.not_driver"})
+            raise ApiError(403, "claim.not_driver", "only a driver pod's verifier claims a run")
         with store.tx() as db:
-            # Decide and record in one transaction, so concurrent claims serialise.
+            # 2. Decide and record in one transaction, so concurrent claims serialise.
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             state = RunState(row["state"])
-            if state is RunState.CLAIMED and row["claim_id"] == req.claim_id:
+            if (
+                state is RunState.CLAIMED
+                and row["claim_id"] == req.claim_id
+                and row["claim_pod"] == session.pod_id
+            ):
                 return ClaimResponse(receipt=json.loads(row["claim_receipt"]))
-            refusal = None
-            if state is not RunState.APPROVED:
-                refusal = {
-                    RunState.CANCELLED: (409, "claim.cancelled", f"{run_id} is cancelled"),
-                    RunState.PENDING_APPROVAL: (
-                        409,
-                        "claim.not_approved",
-                        f"{run_id} is still waiting for approvals",
-                    ),
-                }.get(state, (409, "claim.replayed", f"{run_id} was already claimed"))
+            refusal = sessions.claim_refusal(state, run_id)
             if refusal is not None:
                 store.audit(db, now, "claim.denied", run_id, who.name, {"reason": refusal[1]})
             else:
@@ -290,58 +304,57 @@ def create_app(state_dir: Path) -> FastAPI:
                     claim_id=req.claim_id,
                     claimed_at=now.isoformat(),
                     claim_receipt=json.dumps(signed),
+                    claim_pod=session.pod_id,
                 )
-                store.audit(db, now, "run.claimed", run_id, who.name, {"claim_id": req.claim_id})
+                db.execute(
+                    "INSERT INTO run_pods VALUES (?, ?, ?)", (run_id, session.pod_id, "driver")
+                )
+                store.audit(
+                    db,
+                    now,
+                    "run.claimed",
+                    run_id,
+                    who.name,
+                    {"claim_id": req.claim_id, "pod": session.pod_id},
+                )
         if refusal is not None:
             raise ApiError(*refusal)
         return ClaimResponse(receipt=signed)
 
-    @app.post(f"{API_PREFIX}/runs/{{run_id}}/complete", tags=["runs"])
-    def complete(run_id: str, req: CompleteRequest, who: Principal = Verifier) -> RunStatus:
-        """The driver reports the outcome and each output's published manifest digest."""
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}/workload", tags=["runs"])
+    def workload(run_id: str, req: Workload, who: Principal = Renderer) -> SubmitResponse:
+        """Name the pods the owners will approve (HOST_DATA per role), and re-sign the spec.
+
+        Only before any approval: the spec digest changes, so owners approve the
+        workload with everything else.
+        """
         now = utcnow()
         row = load_run(run_id, who)
-        state = RunState(row["state"])
-        if state is not RunState.CLAIMED:
-            raise ApiError(409, "run.not_running", f"{run_id} is {state.value}, not running")
-        spec = JobRunSpec.model_validate_json(row["spec"])
-        outputs = {d.name: d for d in spec.outputs}
-        for out in req.outputs:
-            declared = outputs.get(out.dataset)
-            if declared is None:
-                raise ApiError(409, "run.output_mismatch", f"{out.dataset} is not an output")
-            recorded = store.read("SELECT * FROM dataset_versions WHERE uri = ?", declared.uri)
-            if not recorded or (recorded[0]["version"], recorded[0]["manifest_digest"]) != (
-                out.version,
-                out.manifest_digest,
-            ):
-                raise ApiError(
-                    409,
-                    "run.output_mismatch",
-                    f"{out.dataset} v{out.version} is not the recorded latest version",
-                )
-        final = RunState.SUCCEEDED if req.outcome == "succeeded" else RunState.FAILED
+        if RunState(row["state"]) is not RunState.PENDING_APPROVAL or store.approvals(run_id):
+            raise ApiError(409, "run.approval_started", f"{run_id} already has approvals")
+        spec = JobRunSpec.model_validate_json(row["spec"]).model_copy(update={"workload": req})
+        spec = JobRunSpec.model_validate(spec.model_dump())  # re-validated as a whole
+        payload = canonical(spec)
+        digest = sha256_digest(payload)
+        signed = envelope.dumps(envelope.sign(payload, envelope.SPEC_TYPE, [key]))
         with store.tx() as db:
-            store.set_state(
-                db,
-                run_id,
-                final,
-                finished_at=now.isoformat(),
-                outcome_reason=req.reason,
-                outputs=json.dumps([o.model_dump() for o in req.outputs]),
+            db.execute(
+                "UPDATE runs SET spec = ?, envelope = ?, spec_digest = ? WHERE run_id = ?",
+                (payload.decode(), signed, digest, run_id),
             )
             store.audit(
                 db,
                 now,
-                f"run.{final.value}",
+                "run.workload",
                 run_id,
                 who.name,
                 {
-                    "reason": req.reason,
-                    "outputs": {o.dataset: o.manifest_digest for o in req.outputs},
+                    "spec_digest": digest,
+                    "isolation": req.isolation,
+                    "host_data": dict(req.host_data),
                 },
             )
-        return status_of(load_run(run_id, who))
+        return SubmitResponse(run_id=run_id, spec_digest=digest, state=RunState.PENDING_APPROVAL)
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}/cancel", tags=["runs"])
     def cancel(run_id: str, req: CancelRequest, who: Principal = Canceller) -> RunStatus:

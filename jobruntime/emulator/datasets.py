@@ -8,9 +8,7 @@ the datasets of their run (reading inputs and outputs, publishing outputs only).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-from datetime import datetime
 
 from fastapi import FastAPI
 
@@ -22,6 +20,7 @@ from jobruntime.controlplane.api import (
     Role,
     RunState,
 )
+from jobruntime.emulator import sessions
 from jobruntime.emulator.context import ApiError, Context
 from jobruntime.emulator.state import Principal
 from jobruntime.spec.models import JobRunSpec, utcnow
@@ -36,14 +35,23 @@ def register(app: FastAPI, ctx: Context) -> None:
         if who.role is Role.VERIFIER:
             if not ref.session or not ref.dataset:
                 raise ApiError(400, "request.invalid", "a pod names its session and dataset")
-            digest = hashlib.sha256(ref.session.encode()).hexdigest()
-            rows = store.read("SELECT * FROM kms_sessions WHERE token_hash = ?", digest)
-            if not rows or datetime.fromisoformat(rows[0]["expires_at"]) < utcnow():
-                raise ApiError(403, "kms.session_invalid", "no valid attestation session")
-            run = store.run(rows[0]["run_id"])
+            # A pod reads and publishes only through its key agent's attested session,
+            # only while its run is running, only the datasets the signed spec names.
+            session = sessions.require(
+                ctx,
+                ref.session,
+                ("key-agent",),
+                now=utcnow(),
+                actor=who.name,
+                event="dataset.denied",
+                dataset=ref.dataset,
+            )
+            run = store.run(session.run_id)
             assert run is not None
-            if RunState(run["state"]) is RunState.CANCELLED:
-                raise ApiError(409, "kms.run_cancelled", f"{run['run_id']} is cancelled")
+            state = RunState(run["state"])
+            if state is not RunState.CLAIMED:
+                code = "kms.run_cancelled" if state is RunState.CANCELLED else "kms.run_finished"
+                raise ApiError(409, code, f"{run['run_id']} is {state.value}, not running")
             spec = JobRunSpec.model_validate_json(run["spec"])
             names = spec.outputs if publish else (*spec.inputs, *spec.outputs)
             found = next((d for d in names if d.name == ref.dataset), None)

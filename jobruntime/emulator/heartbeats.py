@@ -9,9 +9,9 @@ reason ``heartbeat-timeout``. The answer to each heartbeat carries the cancel or
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import sqlite3
 import threading
 from datetime import datetime, timedelta
 
@@ -25,11 +25,11 @@ from jobruntime.controlplane.api import (
     RunState,
     SignedHeartbeat,
 )
+from jobruntime.emulator import sessions
 from jobruntime.emulator.context import ApiError, Context
 from jobruntime.emulator.state import Principal
 from jobruntime.errors import JobRuntimeError
-from jobruntime.keyrelease import jwe
-from jobruntime.spec.models import utcnow
+from jobruntime.spec.models import JobRunSpec, utcnow
 
 TIMEOUT_FACTOR = 3.0
 _FINISHED = (RunState.SUCCEEDED, RunState.FAILED)
@@ -40,88 +40,35 @@ def accept(
 ) -> HeartbeatAck:
     """Check and record one heartbeat (from HTTP or a Service Bus consumer)."""
     store, now = ctx.store, utcnow()
-    digest = hashlib.sha256(signed.session.encode()).hexdigest()
-    rows = store.read("SELECT * FROM kms_sessions WHERE token_hash = ?", digest)
-    # 1. From an attested sidecar's session, signed by the key that session bound.
-    if not rows or rows[0]["purpose"] != "heartbeat":
+    # 1. From the claiming driver pod's heartbeat session (only that pod can open one),
+    #    signed by the key that session's evidence bound.
+    session = sessions.find(ctx, signed.session)
+    if session is None or session.purpose != "heartbeat" or session.expires_at < now:
+        ctx.audit(
+            now,
+            "heartbeat.refused",
+            session.run_id if session else run_id,
+            actor,
+            {"reason": "heartbeat.session"},
+        )
         raise ApiError(403, "heartbeat.session", "no heartbeat session: attest first")
-    session = rows[0]
     try:
-        payload = jwe.verify(jwe.public_key(json.loads(session["public_jwk"])), signed.jws)
-        beat = Heartbeat.model_validate_json(payload)
+        beat = Heartbeat.model_validate_json(session.verify(signed.jws))
     except (JobRuntimeError, ValueError):
-        ctx.audit(now, "heartbeat.refused", session["run_id"], actor, {"reason": "forged"})
+        ctx.audit(now, "heartbeat.refused", session.run_id, actor, {"reason": "forged"})
         raise ApiError(
             403, "heartbeat.forged", "the heartbeat is not signed by the attested key"
         ) from None
-    if beat.run_id != session["run_id"] or (run_id is not None and run_id != beat.run_id):
+    if beat.run_id != session.run_id or (run_id is not None and run_id != beat.run_id):
         raise ApiError(403, "heartbeat.forged", "the heartbeat names another run")
     with store.tx() as db:
-        run = db.execute("SELECT state FROM runs WHERE run_id = ?", (beat.run_id,)).fetchone()
+        run = db.execute("SELECT * FROM runs WHERE run_id = ?", (beat.run_id,)).fetchone()
         state = RunState(run["state"])
-        # 2. Not for a finished run.
-        if state in _FINISHED:
-            store.audit(
-                db,
-                now,
-                "heartbeat.refused",
-                beat.run_id,
-                actor,
-                {"reason": "finished", "seq": beat.seq},
-            )
-            refusal = (409, "heartbeat.run_finished", f"{beat.run_id} is {state.value}")
-        else:
-            # 3. Newer than every heartbeat before it.
-            last = db.execute(
-                "SELECT last_seq FROM liveness WHERE run_id = ?", (beat.run_id,)
-            ).fetchone()
-            if last is not None and beat.seq <= last["last_seq"]:
-                store.audit(
-                    db,
-                    now,
-                    "heartbeat.refused",
-                    beat.run_id,
-                    actor,
-                    {"reason": "replayed", "seq": beat.seq},
-                )
-                refusal = (409, "heartbeat.replayed", f"heartbeat {beat.seq} was already seen")
-            else:
-                refusal = None
-                db.execute(
-                    "INSERT OR REPLACE INTO liveness VALUES (?, ?, ?, ?, ?)",
-                    (
-                        beat.run_id,
-                        beat.seq,
-                        now.isoformat(),
-                        beat.interval,
-                        beat.progress.model_dump_json(),
-                    ),
-                )
-                store.audit(
-                    db,
-                    now,
-                    "heartbeat",
-                    beat.run_id,
-                    actor,
-                    {
-                        "seq": beat.seq,
-                        "state": beat.state,
-                        "final": beat.final,
-                        **beat.progress.model_dump(),
-                    },
-                )
-                if (
-                    beat.final
-                    and beat.state in ("failed", "cancelled")
-                    and state is RunState.CLAIMED
-                ):
-                    store.set_state(
-                        db,
-                        beat.run_id,
-                        RunState.FAILED,
-                        finished_at=now.isoformat(),
-                        outcome_reason=f"driver-{beat.state}",
-                    )
+        refusal = _refusal(db, ctx, beat, state, now, actor)
+        if refusal is None:
+            _record(db, ctx, beat, now, actor)
+            if beat.final and state is RunState.CLAIMED:
+                _finish(db, ctx, beat, run, now, actor)
     if refusal:
         raise ApiError(*refusal)
     return HeartbeatAck(
@@ -130,6 +77,119 @@ def accept(
         cancel=state is RunState.CANCELLED,
         reason="cancelled" if state is RunState.CANCELLED else None,
     )
+
+
+def _refusal(
+    db: sqlite3.Connection,
+    ctx: Context,
+    beat: Heartbeat,
+    state: RunState,
+    now: datetime,
+    actor: str,
+) -> tuple[int, str, str] | None:
+    """2. Not for a finished run; 3. newer than every heartbeat before it."""
+    if state in _FINISHED:
+        reason, refusal = (
+            "finished",
+            (
+                409,
+                "heartbeat.run_finished",
+                f"{beat.run_id} is {state.value}",
+            ),
+        )
+    else:
+        last = db.execute(
+            "SELECT last_seq FROM liveness WHERE run_id = ?", (beat.run_id,)
+        ).fetchone()
+        if last is None or beat.seq > last["last_seq"]:
+            return None
+        reason, refusal = (
+            "replayed",
+            (
+                409,
+                "heartbeat.replayed",
+                f"heartbeat {beat.seq} was already seen",
+            ),
+        )
+    ctx.store.audit(
+        db, now, "heartbeat.refused", beat.run_id, actor, {"reason": reason, "seq": beat.seq}
+    )
+    return refusal
+
+
+def _record(
+    db: sqlite3.Connection, ctx: Context, beat: Heartbeat, now: datetime, actor: str
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO liveness VALUES (?, ?, ?, ?, ?)",
+        (beat.run_id, beat.seq, now.isoformat(), beat.interval, beat.progress.model_dump_json()),
+    )
+    ctx.store.audit(
+        db,
+        now,
+        "heartbeat",
+        beat.run_id,
+        actor,
+        {"seq": beat.seq, "state": beat.state, "final": beat.final, **beat.progress.model_dump()},
+    )
+
+
+def _finish(
+    db: sqlite3.Connection,
+    ctx: Context,
+    beat: Heartbeat,
+    run: sqlite3.Row,
+    now: datetime,
+    actor: str,
+) -> None:
+    """4. The final heartbeat carries the run's outcome: the only way a run ends well.
+
+    A success must name, for every output it wrote, the version and manifest digest
+    the control plane recorded when the pod's key agent published it.
+    """
+    if beat.state == "succeeded":
+        spec = JobRunSpec.model_validate_json(run["spec"])
+        mismatch = _output_mismatch(db, spec, beat)
+        final, reason = (
+            (RunState.FAILED, f"run.output_mismatch: {mismatch}")
+            if mismatch
+            else (RunState.SUCCEEDED, None)
+        )
+    else:
+        final, reason = RunState.FAILED, beat.reason or f"driver-{beat.state}"
+    ctx.store.set_state(
+        db,
+        beat.run_id,
+        final,
+        finished_at=now.isoformat(),
+        outcome_reason=reason,
+        outputs=json.dumps([o.model_dump() for o in beat.outputs]),
+    )
+    ctx.store.audit(
+        db,
+        now,
+        f"run.{final.value}",
+        beat.run_id,
+        actor,
+        {"reason": reason, "outputs": {o.dataset: o.manifest_digest for o in beat.outputs}},
+    )
+
+
+def _output_mismatch(db: sqlite3.Connection, spec: JobRunSpec, beat: Heartbeat) -> str | None:
+    declared = {d.name: d for d in spec.outputs}
+    for out in beat.outputs:
+        dataset = declared.get(out.dataset)
+        if dataset is None:
+            return f"{out.dataset} is not an output"
+        row = db.execute(
+            "SELECT version, manifest_digest FROM dataset_versions WHERE uri = ?", (dataset.uri,)
+        ).fetchone()
+        if row is None or (row["version"], row["manifest_digest"]) != (
+            out.version,
+            out.manifest_digest,
+        ):
+            return f"{out.dataset} v{out.version} is not the recorded latest version"
+    return None
 
 
 def expire(

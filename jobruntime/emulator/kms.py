@@ -3,11 +3,15 @@
 Protocol (after the Confidential Containers KBS):
 1. ``POST /v1/kms/challenge``: a nonce for one run, valid 60 s, usable once.
 2. ``POST /v1/kms/attest``: evidence whose REPORT_DATA binds the nonce, the run, the
-   pod's ephemeral public key and the purpose; the run must be verified (claimed)
-   and not cancelled. Returns a short-lived session: one attestation per pod.
-3. ``POST /v1/kms/release``: one dataset key per call, if the dataset is in the run's
-   spec and the key's release policy accepts the session's evidence; wrapped as JWE
-   to the ephemeral key. Every release and every denial goes into the audit log.
+   signed spec's digest, the pod's id and role, the purpose and the pod's ephemeral
+   public key; its HOST_DATA must be the spec's for that role (pod isolation); the
+   purpose's policy must accept it; the pod must belong to the run (the claiming
+   driver pod, or an executor pod whose verifier joined it). One session per pod
+   and purpose.
+3. ``POST /v1/kms/release``: one dataset key per call, to a ``key-agent`` session of
+   a running run, if the dataset is in the run's spec and the key's release policy
+   accepts the session's evidence and the run's isolation mode; wrapped as JWE to
+   the ephemeral key. Every release and every denial goes into the audit log.
 
 The emulator keeps master keys in its SQLite file: it stands in for a managed HSM,
 and that file is the emulator's own state, never a pod's.
@@ -15,10 +19,11 @@ and that file is the emulator's own state, never a pod's.
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import json
 import os
 import secrets
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,10 +31,9 @@ from fastapi import FastAPI
 
 from jobruntime.attestation.appraise import appraise
 from jobruntime.attestation.certs import ProductChain
-from jobruntime.attestation.product import Product
+from jobruntime.attestation.errors import HostDataError
 from jobruntime.attestation.providers.emulated import load_tee
 from jobruntime.attestation.providers.evidence import Evidence
-from jobruntime.attestation.report import AttestationReport
 from jobruntime.attestation.roots import amd_chains
 from jobruntime.controlplane.api import (
     API_PREFIX,
@@ -48,12 +52,13 @@ from jobruntime.controlplane.api import (
     Role,
     RunState,
 )
+from jobruntime.emulator import sessions
 from jobruntime.emulator.context import ApiError, Context
 from jobruntime.emulator.state import TEE_DIR, Principal
-from jobruntime.errors import JobRuntimeError
+from jobruntime.errors import AttestationError, JobRuntimeError
 from jobruntime.keyrelease import jwe
-from jobruntime.keyrelease.binding import report_data
-from jobruntime.keyrelease.policy import check_release
+from jobruntime.keyrelease.binding import Binding
+from jobruntime.keyrelease.policy import Appraisal, check_release
 from jobruntime.spec.models import JobRunSpec, utcnow
 
 SESSION_TTL = timedelta(hours=1)
@@ -74,6 +79,7 @@ def register(app: FastAPI, ctx: Context) -> None:
     # Tests shorten it to see a stale nonce refused.
     nonce_ttl = timedelta(seconds=float(os.environ.get("JOBRUNTIME_KMS_NONCE_TTL", "60")))
     chains, allow_emulated = trusted_chains(ctx.state_dir)
+    purpose_policies = sessions.attest_policies(ctx.state_dir)
     owner_or_operator = ctx.dependency(Role.OWNER, Role.OPERATOR)
     owner = ctx.dependency(Role.OWNER)
     pod = ctx.dependency(Role.VERIFIER)
@@ -167,6 +173,20 @@ def register(app: FastAPI, ctx: Context) -> None:
         now = utcnow()
         row = ctx.load_run(req.run_id, who)
         spec = JobRunSpec.model_validate_json(row["spec"])
+
+        def deny(status: int, code: str, message: str) -> ApiError:
+            return refuse(
+                now,
+                "kms.attest_denied",
+                req.run_id,
+                who,
+                status,
+                code,
+                message,
+                purpose=req.purpose,
+                role=req.role,
+            )
+
         with store.tx() as db:
             # 1. The nonce is ours, for this run, fresh, and used only now.
             n = db.execute("SELECT * FROM kms_nonces WHERE nonce = ?", (req.nonce,)).fetchone()
@@ -183,175 +203,202 @@ def register(app: FastAPI, ctx: Context) -> None:
                     (now.isoformat(), req.nonce),
                 )
         if fault:
-            raise refuse(now, "kms.attest_denied", req.run_id, who, *fault)
-        # 2. The run was verified (claimed once) and is not cancelled.
-        state = RunState(row["state"])
-        if state is RunState.CANCELLED:
-            raise refuse(
-                now,
-                "kms.attest_denied",
-                req.run_id,
-                who,
-                409,
-                "kms.run_cancelled",
-                f"{req.run_id} is cancelled",
-            )
-        if state is not RunState.CLAIMED:
-            raise refuse(
-                now,
-                "kms.attest_denied",
-                req.run_id,
-                who,
-                409,
-                "kms.run_unverified",
-                f"{req.run_id} has not been verified ({state.value})",
-            )
-        # 3. Genuine evidence, bound to this nonce, run, key and purpose, not debug.
+            raise deny(*fault)
+        # 2. Genuine evidence (signature, chain, TCB) whose REPORT_DATA binds this nonce,
+        #    run, signed spec, pod, role, purpose and ephemeral key.
         try:
             peer = jwe.public_key(req.public_jwk)
             evidence = Evidence.from_json(req.evidence)
-            binding = report_data(req.nonce, req.run_id, jwe.thumbprint(peer), req.purpose)
-            verified = appraise(evidence, binding, chains, allow_emulated=allow_emulated)
+            binding = Binding(
+                nonce=req.nonce,
+                run_id=req.run_id,
+                spec_digest=row["spec_digest"],
+                key_thumbprint=jwe.thumbprint(peer),
+                purpose=req.purpose,
+                pod_id=req.pod_id,
+                role=req.role,
+            )
+            verified = appraise(
+                evidence, binding.report_data(), chains, allow_emulated=allow_emulated
+            )
+            kind = EvidenceKind.EMULATED if verified.emulated else EvidenceKind(evidence.kind)
+            # 3. What this purpose's sessions require of the evidence.
+            check_release(
+                purpose_policies[req.purpose],
+                Appraisal(kind, spec.workload.isolation, verified.report, verified.product),
+            )
+            # 4. In pod isolation, the pod is the one the owners approved for its role.
+            check_workload(spec, req.role, verified.report.host_data)
         except JobRuntimeError as exc:
-            raise refuse(
-                now, "kms.attest_denied", req.run_id, who, 403, exc.code, exc.message
-            ) from None
-        kind = EvidenceKind.EMULATED if verified.emulated else EvidenceKind(evidence.kind)
+            raise deny(403, exc.code, exc.message) from None
         token = secrets.token_urlsafe(32)
         expires = min(now + SESSION_TTL, spec.validity.expires)
         measurement = verified.report.measurement.hex()
         with store.tx() as db:
-            db.execute(
-                "INSERT INTO kms_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    hashlib.sha256(token.encode()).hexdigest(),
+            # 5. The run's state and this pod's place in it, decided with the insert.
+            current = db.execute("SELECT * FROM runs WHERE run_id = ?", (req.run_id,)).fetchone()
+            fault = pod_fault(db, current, req.purpose, req.role, req.pod_id)
+            if fault is None:
+                if req.purpose == "verifier" and req.role == "executor":
+                    db.execute(
+                        "INSERT OR IGNORE INTO run_pods VALUES (?, ?, ?)",
+                        (req.run_id, req.pod_id, req.role),
+                    )
+                try:
+                    db.execute(
+                        "INSERT INTO kms_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            sessions.token_hash(token),
+                            req.run_id,
+                            req.purpose,
+                            req.pod_id,
+                            req.role,
+                            json.dumps(req.public_jwk),
+                            kind.value,
+                            verified.product.value,
+                            evidence.report,
+                            expires.isoformat(),
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    # 6. One session per pod and purpose.
+                    fault = (
+                        409,
+                        "kms.session_exists",
+                        f"pod {req.pod_id[:8]}… already has a {req.purpose} session",
+                    )
+            if fault is None:
+                store.audit(
+                    db,
+                    now,
+                    "run.attested",
                     req.run_id,
-                    req.purpose,
-                    json.dumps(req.public_jwk),
-                    kind.value,
-                    verified.product.value,
-                    evidence.report,
-                    expires.isoformat(),
-                ),
-            )
-            store.audit(
-                db,
-                now,
-                "run.attested",
-                req.run_id,
-                who.name,
-                {"purpose": req.purpose, "evidence": kind.value, "measurement": measurement},
-            )
+                    who.name,
+                    {
+                        "purpose": req.purpose,
+                        "role": req.role,
+                        "pod": req.pod_id,
+                        "evidence": kind.value,
+                        "measurement": measurement,
+                        "host_data": verified.report.host_data.hex(),
+                    },
+                )
+        if fault is not None:
+            raise deny(*fault)
         return AttestResponse(
             session=token, expires_at=expires, measurement=measurement, evidence_kind=kind.value
         )
 
     @app.post(f"{API_PREFIX}/kms/release", tags=["kms"])
     def release(req: ReleaseRequest, who: Principal = pod) -> ReleaseResponse:
-        """One dataset key, wrapped to the attested pod's ephemeral key."""
+        """One dataset key, wrapped to the attested key agent's ephemeral key."""
         now = utcnow()
-        digest = hashlib.sha256(req.session.encode()).hexdigest()
-        rows = store.read("SELECT * FROM kms_sessions WHERE token_hash = ?", digest)
-        if not rows or datetime.fromisoformat(rows[0]["expires_at"]) < now:
-            ctx.audit(
-                now,
-                "kms.release_denied",
-                None,
-                who.name,
-                {"reason": "kms.session_invalid", "dataset": req.dataset},
-            )
-            raise ApiError(403, "kms.session_invalid", "no valid attestation session")
-        session = rows[0]
-        run_id = session["run_id"]
+        # 1. A live key-agent session: only the key agent of a pod of the run holds keys.
+        session = sessions.require(
+            ctx,
+            req.session,
+            ("key-agent",),
+            now=now,
+            actor=who.name,
+            event="kms.release_denied",
+            dataset=req.dataset,
+        )
+        run_id = session.run_id
         row = ctx.load_run(run_id, who)
         spec = JobRunSpec.model_validate_json(row["spec"])
-        # 1. The run is still live.
-        if RunState(row["state"]) in (RunState.SUCCEEDED, RunState.FAILED):
-            raise refuse(
+
+        def deny(status: int, code: str, message: str) -> ApiError:
+            return refuse(
                 now,
                 "kms.release_denied",
                 run_id,
                 who,
-                409,
-                "kms.run_finished",
-                f"{run_id} has finished",
+                status,
+                code,
+                message,
                 dataset=req.dataset,
+                pod=session.pod_id,
             )
-        if RunState(row["state"]) is RunState.CANCELLED:
-            raise refuse(
-                now,
-                "kms.release_denied",
-                run_id,
-                who,
-                409,
-                "kms.run_cancelled",
-                f"{run_id} is cancelled",
-                dataset=req.dataset,
-            )
-        # 2. The dataset is one the signed spec names.
+
+        # 2. The run is running: claimed, not finished, not cancelled.
+        state = RunState(row["state"])
+        if state is RunState.CANCELLED:
+            raise deny(409, "kms.run_cancelled", f"{run_id} is cancelled")
+        if state is not RunState.CLAIMED:
+            raise deny(409, "kms.run_finished", f"{run_id} is {state.value}, not running")
+        # 3. The dataset is one the signed spec names.
         dataset = spec.dataset(req.dataset)
         if dataset is None:
-            raise refuse(
-                now,
-                "kms.release_denied",
-                run_id,
-                who,
-                403,
-                "kms.dataset_not_in_spec",
-                f"{req.dataset} is not a dataset of {run_id}",
-                dataset=req.dataset,
+            raise deny(
+                403, "kms.dataset_not_in_spec", f"{req.dataset} is not a dataset of {run_id}"
             )
         keys = store.read("SELECT * FROM kms_keys WHERE key_id = ?", dataset.key_id)
         if not keys:
-            raise refuse(
-                now,
-                "kms.release_denied",
-                run_id,
-                who,
-                404,
-                "kms.key_unknown",
-                f"no key {dataset.key_id}",
-                dataset=req.dataset,
-            )
-        # 3. The key belongs to the dataset's owner, who had to approve this run.
+            raise deny(404, "kms.key_unknown", f"no key {dataset.key_id}")
+        # 4. The key belongs to the dataset's owner, who had to approve this run.
         if keys[0]["owner"] != dataset.owner:
-            raise refuse(
-                now,
-                "kms.release_denied",
-                run_id,
-                who,
-                403,
-                "kms.key_owner",
-                f"key {dataset.key_id} is not {dataset.owner}'s",
-                dataset=req.dataset,
-            )
-        # 4. The key's release policy accepts the evidence the session was opened with.
+            raise deny(403, "kms.key_owner", f"key {dataset.key_id} is not {dataset.owner}'s")
+        # 5. The key's release policy accepts the session's evidence and the run's isolation.
         policy = ReleasePolicy.model_validate_json(keys[0]["policy"])
-        report = AttestationReport.parse(bytes(session["report"]))
         try:
-            check_release(
-                policy, EvidenceKind(session["evidence_kind"]), report, Product(session["product"])
-            )
+            check_release(policy, session.appraisal(spec))
         except JobRuntimeError as exc:
-            raise refuse(
-                now,
-                "kms.release_denied",
-                run_id,
-                who,
-                403,
-                exc.code,
-                exc.message,
-                dataset=req.dataset,
-            ) from None
-        # 5. Wrapped to the key the evidence bound; the plaintext key never leaves memory.
-        wrapped = jwe.wrap(
-            bytes(keys[0]["material"]), jwe.public_key(json.loads(session["public_jwk"]))
-        )
+            raise deny(403, exc.code, exc.message) from None
+        # 6. Wrapped to the key the evidence bound; the plaintext key never leaves memory.
+        wrapped = jwe.wrap(bytes(keys[0]["material"]), jwe.public_key(session.public_jwk))
         ctx.audit(
             now,
             "kms.released",
             run_id,
             who.name,
-            {"dataset": req.dataset, "key_id": dataset.key_id, "purpose": session["purpose"]},
+            {"dataset": req.dataset, "key_id": dataset.key_id, "pod": session.pod_id},
         )
         return ReleaseResponse(dataset=req.dataset, key_id=dataset.key_id, jwe=wrapped)
+
+
+def check_workload(spec: JobRunSpec, role: str, host_data: bytes) -> None:
+    """Pod isolation: HOST_DATA is what the signed spec names for this role."""
+    workload = spec.workload
+    if workload.isolation == "node":
+        return
+    expected = workload.host_data.get(role)  # type: ignore[call-overload]  # role is checked
+    if expected is None:
+        raise WorkloadIncompleteError(f"the spec names no HOST_DATA for the {role} role")
+    if not hmac.compare_digest(bytes.fromhex(expected), host_data):
+        raise HostDataError(
+            f"HOST_DATA {host_data.hex()[:16]}… is not the {role} pod the owners approved"
+        )
+
+
+class WorkloadIncompleteError(AttestationError):
+    """A pod-isolation spec that does not name every role's HOST_DATA."""
+
+    code = "kms.workload_incomplete"
+
+
+def pod_fault(
+    db: sqlite3.Connection, run: sqlite3.Row, purpose: str, role: str, pod_id: str
+) -> tuple[int, str, str] | None:
+    """Why this pod may not open this session now, or None. Read inside the insert's tx."""
+    state = RunState(run["state"])
+    run_id = run["run_id"]
+    if purpose == "verifier" and role == "driver":
+        # The driver's verifier attests first, then claims with this session: it is
+        # refused here with the claim's own codes.
+        return sessions.claim_refusal(state, run_id)
+    if state is RunState.CANCELLED:
+        return (409, "kms.run_cancelled", f"{run_id} is cancelled")
+    if state in (RunState.SUCCEEDED, RunState.FAILED):
+        return (409, "kms.run_finished", f"{run_id} has finished")
+    if state is not RunState.CLAIMED:
+        return (409, "kms.run_unverified", f"{run_id} has not been claimed ({state.value})")
+    if purpose == "verifier":  # an executor pod joins the claimed run
+        return None
+    if purpose == "heartbeat" and role != "driver":
+        return (403, "kms.pod_role", "only the driver pod sends heartbeats")
+    member = db.execute(
+        "SELECT role FROM run_pods WHERE run_id = ? AND pod_id = ?", (run_id, pod_id)
+    ).fetchone()
+    if member is None or member["role"] != role:
+        return (403, "kms.pod_not_of_run", f"pod {pod_id[:8]}… is not a {role} pod of {run_id}")
+    return None

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS runs (
     claim_id TEXT,
     claimed_at TEXT,
     claim_receipt TEXT,
+    claim_pod TEXT,
     cancelled_at TEXT,
     cancel_reason TEXT,
     finished_at TEXT,
@@ -61,11 +62,20 @@ CREATE TABLE IF NOT EXISTS kms_sessions (
     token_hash TEXT PRIMARY KEY,
     run_id TEXT NOT NULL,
     purpose TEXT NOT NULL,
+    pod_id TEXT NOT NULL,
+    role TEXT NOT NULL,
     public_jwk TEXT NOT NULL,
     evidence_kind TEXT NOT NULL,
     product TEXT NOT NULL,
     report BLOB NOT NULL,
-    expires_at TEXT NOT NULL
+    expires_at TEXT NOT NULL,
+    UNIQUE (run_id, pod_id, purpose)
+);
+CREATE TABLE IF NOT EXISTS run_pods (
+    run_id TEXT NOT NULL,
+    pod_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (run_id, pod_id)
 );
 CREATE TABLE IF NOT EXISTS dataset_versions (
     uri TEXT PRIMARY KEY,

@@ -1,12 +1,14 @@
 """``ctx``: what a job module's ``run(ctx)`` gets, and the only way it touches data.
 
 Reads and writes name datasets by the logical names the signed spec declares;
-anything else is refused before any I/O. Keys stay in the key agent.
+anything else is refused before any I/O. ``ctx`` holds no key, no token and no
+socket a job could use: master keys stay in the key agent, which only wraps and
+unwraps KEKs for the spec's datasets, and the agent's address is private to the
+data source.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from jobruntime.job.errors import UndeclaredDatasetError
@@ -15,14 +17,18 @@ from jobruntime.keyagent.client import KeyAgentClient
 from jobruntime.spec.models import Dataset, JobRunSpec
 
 
-@dataclass
 class JobContext:
-    spark: Any
-    params: Any
-    spec: JobRunSpec
-    socket: str
-    log: JobLogger
-    written: dict[str, Dataset] = field(default_factory=dict)
+    __slots__ = ("__agent_socket", "log", "params", "spark", "spec", "written")
+
+    def __init__(
+        self, *, spark: Any, params: Any, spec: JobRunSpec, log: JobLogger, agent_socket: str
+    ) -> None:
+        self.spark, self.params, self.spec, self.log = spark, params, spec, log
+        self.__agent_socket = agent_socket
+        self.written: dict[str, Dataset] = {}
+
+    def __repr__(self) -> str:
+        return f"JobContext(run_id={self.spec.run_id!r})"
 
     def read(self, name: str) -> Any:
         """A DataFrame over the latest verified version of a declared input."""
@@ -31,7 +37,7 @@ class JobContext:
             self.spark.read.format("confidential")
             .option("dataset", name)
             .option("keyId", dataset.key_id)
-            .option("keyAgentSocket", self.socket)
+            .option("keyAgentSocket", self.__agent_socket)
             .load(dataset.uri)
         )
 
@@ -42,7 +48,7 @@ class JobContext:
             df.write.format("confidential")
             .option("dataset", name)
             .option("keyId", dataset.key_id)
-            .option("keyAgentSocket", self.socket)
+            .option("keyAgentSocket", self.__agent_socket)
             .mode("overwrite")
             .save(dataset.uri)
         )
@@ -51,7 +57,7 @@ class JobContext:
 
     def published(self) -> dict[str, tuple[int, str]]:
         """Each written output's version and manifest digest, as the control plane has it."""
-        agent = KeyAgentClient(self.socket)
+        agent = KeyAgentClient(self.__agent_socket)
         found = {}
         for name in self.written:
             latest = agent.latest_version(name)

@@ -1,11 +1,14 @@
 """The driver entry program ``spark-submit`` runs for every job.
 
-In order: load the verified bundle, check the module's digest again and import
-exactly those bytes, validate the parameters, start Spark with the confidential
-data source, run the job, and report the outputs' manifest digests and the
-outcome to the control plane. Exit codes (docs/driver.md): 0 success, 2
-configuration, 16 module changed after verification, 20 control plane,
-24 dataset refused, 25 parameters, 26 the job failed, 70 unexpected.
+In order: load the verified bundle and verify it again against the pinned trust
+root, check the module's digest again and import exactly those bytes, validate the
+parameters, start Spark with the confidential data source, run the job, and leave
+the outcome and the outputs' manifest digests for the heartbeat sidecar, whose
+final signed heartbeat reports them (the driver holds no control-plane token).
+Exit codes (docs/driver.md): 0 success, 2 configuration, 11-13 the bundle does not
+verify, 16 module changed after verification, 24 dataset refused, 25 parameters,
+26 the job failed, 29 cancelled, 70 unexpected. A failure names the exception's
+type and the job file's line, never its message (messages quote data).
 """
 
 from __future__ import annotations
@@ -16,19 +19,20 @@ import os
 import signal
 import sys
 import threading
-import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from jobruntime.controlplane.api import CompleteRequest, OutputReport
-from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.controlplane.api import OutputReport
 from jobruntime.errors import ConfigError, JobRuntimeError
 from jobruntime.job import module as job_module
 from jobruntime.job.context import JobContext
 from jobruntime.job.errors import JobCancelledError, JobError
+from jobruntime.job.failure import describe_failure, leaky_spark_settings, quiet_python_logging
 from jobruntime.job.log import JobLogger
-from jobruntime.spec.bundle import VerifiedBundle
+from jobruntime.verification.consumer import load_pod_bundle
+from jobruntime.verification.pinned import dev_mode
 
 
 def _env(name: str) -> str:
@@ -36,14 +40,6 @@ def _env(name: str) -> str:
     if not value:
         raise ConfigError(f"${name} is not set")
     return value
-
-
-def _client() -> ControlPlaneClient:
-    token = Path(_env("JOB_VERIFIER_TOKEN_FILE")).read_text().strip()
-    ca = os.environ.get("JOB_CA_BUNDLE")
-    return ControlPlaneClient(
-        _env("JOB_CONTROL_PLANE_URL"), token, ca_bundle=Path(ca) if ca else None
-    )
 
 
 CANCELLING = threading.Event()
@@ -63,61 +59,75 @@ def _announce(shared: Path, spark: Any) -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
-def _finish(shared: Path, outcome: str) -> None:
+def _finish(
+    shared: Path, outcome: str, reason: str | None = None, outputs: Sequence[OutputReport] = ()
+) -> None:
+    """The driver's last word, for the heartbeat sidecar to sign and send: it holds no token."""
+    body = {
+        "outcome": outcome,
+        "reason": reason,
+        "outputs": [o.model_dump() for o in outputs],
+    }
     tmp = shared / ".driver-outcome.tmp"
-    tmp.write_text(json.dumps({"outcome": outcome}))
+    tmp.write_text(json.dumps(body))
     tmp.replace(shared / "driver-outcome.json")
 
 
 def run() -> int:
-    bundle = VerifiedBundle.load(Path(_env("JOB_BUNDLE_DIR")))
-    spec = bundle.spec
+    shared = Path(_env("JOB_BUNDLE_DIR"))
+    # 1. The bundle, re-verified against the pinned trust root; nothing unverified is used.
+    pinned, bundle = load_pod_bundle(
+        "jobruntime-driver",
+        shared,
+        trust_root=os.environ.get("JOB_TRUST_ROOT"),
+        module=os.environ.get("JOB_MODULE_PATH"),
+        needs_control_plane=False,
+    )
+    spec = bundle.verified.spec
     socket = _env("JOB_KEYAGENT_SOCKET")
-    path = Path(os.environ.get("JOB_MODULE_PATH") or bundle.receipt.module_path)
-    # 1. The module is the one verified, byte for byte, and it imports.
+    path = pinned.module_path(spec.module.import_name)
+    # 2. The module is the one verified, byte for byte, and it imports.
     module = job_module.load(path, spec.module)
     entry = job_module.entry(module, spec.module.entry)
-    # 2. Parameters validate before any data is touched.
+    # 3. Parameters validate before any data is touched.
     params = job_module.params(module, dict(spec.parameters))
-    # 3. Spark, with the confidential data source.
+    # 4. Spark, with the confidential data source.
     from pyspark.sql import SparkSession
 
     from jobruntime.datasource import register
 
     spark = SparkSession.builder.appName(f"jobruntime-{spec.job_id}-{spec.run_id}").getOrCreate()
+    leaks = leaky_spark_settings(dict(spark.sparkContext.getConf().getAll()))
+    if leaks:  # these would write exception text (data values) past the log configuration
+        spark.stop()
+        raise ConfigError(f"Spark settings would write exception text out: {', '.join(leaks)}")
     register(spark)
-    shared = Path(_env("JOB_BUNDLE_DIR"))
     _announce(shared, spark)
-    log = JobLogger(spec.run_id, spec.job_id)
-    ctx = JobContext(spark=spark, params=params, spec=spec, socket=socket, log=log)
+    log = JobLogger(spec.run_id, spec.job_id, fields=job_module.log_fields(module))
+    ctx = JobContext(spark=spark, params=params, spec=spec, log=log, agent_socket=socket)
     outcome, reason, failure = "succeeded", None, None
     try:
-        # 4. The job itself.
+        # 5. The job itself.
         log.info("job_started")
         entry(ctx)
         log.info("job_finished")
     except JobRuntimeError as exc:
         outcome, reason, failure = "failed", exc.code, exc
-    except Exception as exc:  # the job's own error: its type, never its message (data)
-        if os.environ.get("JOB_DEBUG"):  # a developer's own run, on their own data
-            traceback.print_exc()
-        outcome, reason = "failed", f"job.failed: {type(exc).__name__}"
-        failure = JobError(f"{spec.job_id} raised {type(exc).__name__}")
+    except Exception as exc:  # the job's own error: its type and line, never its message
+        where = describe_failure(exc, path)
+        outcome, reason = "failed", f"job.failed: {where}"
+        failure = JobError(f"{spec.job_id}: {where}")
     if CANCELLING.is_set():
         # The control plane already holds the run as cancelled: nothing to report.
         _finish(shared, "cancelled")
         spark.stop()
         raise JobCancelledError(f"{spec.run_id} was cancelled by the control plane")
-    # 5. Report what was published and how it ended.
+    # 6. What was published and how it ended, for the sidecar's final signed heartbeat.
     outputs = [
         OutputReport(dataset=name, version=v, manifest_digest=d)
         for name, (v, d) in sorted(ctx.published().items())
     ]
-    with _client() as client:
-        client.complete(
-            spec.run_id, CompleteRequest(outcome=outcome, reason=reason, outputs=outputs)
-        )
-    _finish(shared, outcome)
+    _finish(shared, outcome, reason, outputs)
     spark.stop()
     if failure is not None:
         raise failure
@@ -128,7 +138,7 @@ def run() -> int:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    quiet_python_logging()
     try:
         return run()
     except JobRuntimeError as exc:
@@ -136,7 +146,7 @@ def main() -> int:
         return exc.exit_code
     except Exception as exc:
         print(f"jobruntime-driver: internal: unexpected {type(exc).__name__}", file=sys.stderr)
-        if os.environ.get("JOB_DEBUG"):
+        if dev_mode() and os.environ.get("JOB_DEBUG"):  # a developer's own data only
             raise
         return 70
 

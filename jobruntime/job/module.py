@@ -67,3 +67,13 @@ def params(module: types.ModuleType, values: dict[str, Any]) -> Any:
         raise ParamsError(
             f"parameters do not fit {module.__name__}.Params: {describe(exc)}"
         ) from None
+
+
+def log_fields(module: types.ModuleType) -> tuple[str, ...]:
+    """Field names the module lets ``ctx.log`` show (``LOG_FIELDS``, approved with its digest)."""
+    declared = getattr(module, "LOG_FIELDS", ())
+    if not isinstance(declared, tuple | list | frozenset | set) or not all(
+        isinstance(f, str) for f in declared
+    ):
+        raise ModuleLoadError(f"{module.__name__}.LOG_FIELDS is not a sequence of names")
+    return tuple(declared)

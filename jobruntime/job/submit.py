@@ -2,9 +2,12 @@
 
 1. Build the request (module digest, datasets and their keys) and submit it; the
    owners approve (the emulator's dev owner keys, or the real ``jobruntime approve``).
-2. Run ``job-verifier`` and start the key agent, in a memory-backed work directory.
-3. Call the real ``spark-submit`` with ``spark-conf/`` on ``local[2]`` or a
-   standalone master, running ``jobruntime.job.driver``.
+2. Describe the run's pods (``jobruntime.job.pods``) and name their HOST_DATA in the
+   spec before the owners approve it.
+3. Launch the driver pod as a kubelet would: ``job-verifier``, then the key agent and
+   the heartbeat sidecar, then the real ``spark-submit`` with ``spark-conf/`` on
+   ``local[2]`` or a standalone master, running ``jobruntime.job.driver``; each with
+   the HOST_DATA the launcher measured, in a memory-backed work directory.
 4. Report where the encrypted result is.
 """
 
@@ -21,28 +24,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
-from jobruntime.cluster.spark_home import spark_bin, spark_env
+from jobruntime.cluster.spark_home import spark_bin
 from jobruntime.cluster.standalone import StandaloneCluster
 from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy, RunState
 from jobruntime.dataset.owner import describe
 from jobruntime.emulator.process import EmulatorProcess
-from jobruntime.errors import ConfigError, JobRuntimeError, NotFoundError
-from jobruntime.job import driver
-from jobruntime.keyagent.process import KeyAgentProcess
+from jobruntime.errors import ConfigError, NotFoundError
+from jobruntime.job import driver, pods
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
-from jobruntime.spec.checks import decode
+from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.models import JobRunRequest, utcnow
 from jobruntime.storage.uri import open_storage
-from verifier.cli import command as verifier_command
-from verifier.run import VerifierConfig
+from jobruntime.verification.signed import verify_response
+from jobruntime.workload.local import LocalPod
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_IMAGE = "sha256:" + hashlib.sha256(b"jobruntime local image").hexdigest()
 DEV_POLICY = ReleasePolicy(
+    isolation=["pod", "node"],
     evidence_kinds=[EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM, EvidenceKind.EMULATED],
     measurements=[EMULATED_MEASUREMENT.hex()],
 )
+"""Local development keys: emulated evidence and node isolation allowed, said out loud."""
 
 Report = Callable[[str], None]
 
@@ -61,6 +65,19 @@ class SubmitPlan:
     conf_dir: Path = ROOT / "spark-conf"
     cluster_state: Path = Path(".state/cluster")
     heartbeat_interval: float = 10.0
+    # The pod's memory-backed volume goes in a fresh 0700 directory made here.
+    work_root: Path = Path("/dev/shm")  # noqa: S108
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A submitted run and the pods its spec names (HOST_DATA), ready to approve and launch."""
+
+    run_id: str
+    output_keys: dict[str, str]
+    pod_plan: pods.PodPlan
+    driver: LocalPod
+    executor: LocalPod
 
 
 @dataclass
@@ -94,7 +111,7 @@ def _key_ids(plan: SubmitPlan) -> tuple[dict[str, str], dict[str, str]]:
     return inputs, outputs
 
 
-def _ensure_keys(emu: EmulatorProcess, key_ids: list[str]) -> None:
+def _ensure_keys(emu: EmulatorProcess, key_ids: list[str], report: Report) -> None:
     for key_id in key_ids:
         org = key_id.split("/", 1)[0]
         with emu.client(f"owner:{org}") as c:
@@ -102,6 +119,10 @@ def _ensure_keys(emu: EmulatorProcess, key_ids: list[str]) -> None:
                 c.key_info(key_id)
             except NotFoundError:
                 c.create_key(key_id, DEV_POLICY)
+                report(
+                    f"WARNING: created DEVELOPMENT key {key_id}: it accepts emulated evidence "
+                    "and node isolation (which trusts the cluster's admins)"
+                )
 
 
 def build_request(
@@ -128,44 +149,28 @@ def build_request(
 
 def _approve(emu: EmulatorProcess, run_id: str, auto: bool, report: Report) -> None:
     with emu.client("submitter") as c:
-        subject = decode(c.signed_run_bytes(run_id), utcnow())
+        # The owners sign what they read: the spec as the control plane signed it.
+        verified = verify_response(
+            c.signed_run_bytes(run_id),
+            TrustRoot.load(emu.trust_root),
+            now=utcnow(),
+            run_id=run_id,
+            review=True,
+        )
         if auto:
-            for owner in subject.spec.approval_policy.required_owners:
+            for owner in verified.spec.approval_policy.required_owners:
                 key = SigningKey.load(emu.owner_key(owner))
                 with emu.client(f"owner:{owner}") as oc:
                     oc.approve(
-                        run_id,
-                        sign_approval(subject.spec, subject.spec_digest, owner, key, utcnow()),
+                        run_id, sign_approval(verified.spec, verified.digest, owner, key, utcnow())
                     )
-                report(f"{owner} approved {subject.spec_digest[:19]}… (dev key)")
+                report(f"{owner} approved {verified.digest[:19]}… (dev key)")
         deadline = time.monotonic() + 600
         while c.status(run_id).state is RunState.PENDING_APPROVAL:
             if time.monotonic() > deadline:
                 raise ConfigError(f"{run_id} was not approved within 10 minutes")
             report(f"waiting for approvals: jobruntime approve {run_id} --owner ORG --key KEY")
             time.sleep(5)
-
-
-def _verifier(emu: EmulatorProcess, run_id: str, module: Path, work: Path, token: Path) -> None:
-    config = VerifierConfig(
-        run_id=run_id,
-        control_plane_url=emu.url,
-        token="",
-        trust_root=emu.trust_root,
-        module_path=module,
-        image_digest=LOCAL_IMAGE,
-        output_dir=work / "bundle",
-        termination_log=work / "termination-log",
-        tee="emulated",
-        emulated_tee_dir=emu.state / "tee",
-    )
-    cmd = verifier_command(config, token)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        reason = (
-            (work / "termination-log").read_text() if (work / "termination-log").exists() else ""
-        )
-        raise JobRuntimeError(f"job-verifier refused the run: {reason or proc.stderr.strip()}")
 
 
 def spark_submit_command(plan: SubmitPlan, work: Path) -> list[str]:
@@ -187,39 +192,51 @@ def spark_submit_command(plan: SubmitPlan, work: Path) -> list[str]:
     return [str(spark_bin("spark-submit")), *options, driver.__file__]
 
 
-def spark_environment(
-    plan: SubmitPlan, emu: EmulatorProcess, work: Path, agent: KeyAgentProcess, token: Path
-) -> dict[str, str]:
-    """The venv for spark-submit and its Python workers, and the pod's JOB_* settings."""
-    return {
-        **spark_env(plan.conf_dir),
-        "JOB_BUNDLE_DIR": str(work / "bundle"),
-        "JOB_KEYAGENT_SOCKET": str(agent.socket),
-        "JOB_MODULE_PATH": str(plan.module.resolve()),
-        "JOB_CONTROL_PLANE_URL": emu.url,
-        "JOB_VERIFIER_TOKEN_FILE": str(token),
-    }
+def pod_plan(plan: SubmitPlan, emu: EmulatorProcess, run_id: str, work: Path) -> pods.PodPlan:
+    return pods.PodPlan(
+        run_id=run_id,
+        control_plane_url=emu.url,
+        token_file=work / "token",
+        trust_root=emu.trust_root,
+        module=plan.module.resolve(),
+        image_digest=LOCAL_IMAGE,
+        emulated_tee_dir=emu.state / "tee",
+        work=work,
+        heartbeat_interval=plan.heartbeat_interval,
+    )
 
 
 @contextmanager
 def heartbeat_sidecar(
-    plan: SubmitPlan, emu: EmulatorProcess, work: Path, token: Path
+    pod: LocalPod, interval: float, log_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The heartbeat sidecar beside the driver; it exits after the driver's final word."""
-    from heartbeat.cli import command
-
-    cmd = command(work / "bundle", emu.url, token, emu.state / "tee", plan.heartbeat_interval)
-    log = (plan.state / "runs" / f"heartbeat-{work.name}.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with log_path.open("wb") as log:
+        proc = pod.start(pods.HEARTBEAT, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
         try:
-            proc.wait(timeout=plan.heartbeat_interval * 3 + 5)  # its final heartbeat
+            proc.wait(timeout=interval * 3 + 5)  # its final heartbeat
         except subprocess.TimeoutExpired:
             proc.terminate()
             proc.wait(10)
-        log.close()
+
+
+def prepare(plan: SubmitPlan, emu: EmulatorProcess, work: Path, report: Report) -> LocalRun:
+    """Submit the request, describe the run's pods and name their HOST_DATA in the spec."""
+    in_keys, out_keys = _key_ids(plan)
+    _ensure_keys(emu, list(out_keys.values()), report)
+    with emu.client("submitter") as c:
+        run_id = c.submit(build_request(plan, in_keys, out_keys)).run_id
+        report(f"submitted {run_id}")
+        pp = pod_plan(plan, emu, run_id, work)
+        (work / "token").write_text(emu.token("verifier"))
+        driver_pod = pods.driver_pod(pp, spark_submit_command(plan, work), plan.conf_dir)
+        executor_pod = pods.executor_pod(pp)
+        c.set_workload(run_id, pods.workload(driver_pod, executor_pod))
+    report(f"driver pod HOST_DATA {driver_pod.host_data.hex()[:16]}… named in the spec")
+    return LocalRun(run_id, out_keys, pp, driver_pod, executor_pod)
 
 
 def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
@@ -235,36 +252,32 @@ def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
     if not plan.module.is_file():
         raise ConfigError(f"no job module at {plan.module}")
     with emulator_for(plan.state) as emu:
-        with step("submit the run and collect the owners' approvals"):
-            in_keys, out_keys = _key_ids(plan)
-            _ensure_keys(emu, list(out_keys.values()))
-            with emu.client("submitter") as c:
-                run_id = c.submit(build_request(plan, in_keys, out_keys)).run_id
-            report(f"submitted {run_id}")
-            _approve(emu, run_id, plan.auto_approve, report)
-        work = Path(tempfile.mkdtemp(prefix="jobruntime-", dir="/dev/shm"))
-        log = plan.state / "runs" / f"{run_id}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="jobruntime-", dir=plan.work_root))
         try:
-            token = work / "token"
-            token.write_text(emu.token("verifier"))
-            with step("job-verifier: checks 1-9 and attestation"):
-                _verifier(emu, run_id, plan.module.resolve(), work, token)
+            with step("submit the run, name its pods, collect the owners' approvals"):
+                run = prepare(plan, emu, work, report)
+                _approve(emu, run.run_id, plan.auto_approve, report)
+            log = plan.state / "runs" / f"{run.run_id}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with step("job-verifier: checks 1-10, attestation and claim"):
+                pods.run_verifier(run.driver, run.pod_plan, "driver")
             with ExitStack() as stack:
                 with step("key agent: attest once, release the spec's keys"):
-                    agent = stack.enter_context(KeyAgentProcess(emu, work / "bundle"))
-                stack.enter_context(heartbeat_sidecar(plan, emu, work, token))
+                    stack.enter_context(pods.key_agent(run.driver, run.pod_plan, "driver"))
+                stack.enter_context(
+                    heartbeat_sidecar(
+                        run.driver,
+                        plan.heartbeat_interval,
+                        plan.state / "runs" / f"heartbeat-{work.name}.log",
+                    )
+                )
                 with step(f"spark-submit on {plan.master}"), log.open("wb") as out:
-                    code = subprocess.run(
-                        spark_submit_command(plan, work),
-                        env=spark_environment(plan, emu, work, agent, token),
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        timeout=3600,
+                    code = run.driver.run(
+                        pods.DRIVER, stdout=out, stderr=subprocess.STDOUT, timeout=3600
                     ).returncode
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return SubmitResult(run_id, code, dict(plan.outputs), out_keys, timings, log)
+    return SubmitResult(run.run_id, code, dict(plan.outputs), run.output_keys, timings, log)
 
 
 def driver_reason(log: Path) -> str:

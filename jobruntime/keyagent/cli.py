@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from jobruntime.errors import ConfigError, JobRuntimeError
+from jobruntime.keyagent.kms_source import KmsKeySource, grants_of
 from jobruntime.keyagent.server import KeyAgentServer
 from jobruntime.keyagent.source import KeySource, StaticKeySource
 
@@ -52,7 +53,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--control-plane-url",
         default=env("JOB_CONTROL_PLANE_URL"),
-        help="the KMS's control plane [$JOB_CONTROL_PLANE_URL]",
+        help="the KMS's control plane (development mode only) [$JOB_CONTROL_PLANE_URL]",
+    )
+    p.add_argument(
+        "--trust-root",
+        type=Path,
+        default=env("JOB_TRUST_ROOT"),
+        help="trust root the bundle is re-verified against (development mode only) "
+        "[$JOB_TRUST_ROOT]",
     )
     p.add_argument(
         "--token-file",
@@ -60,7 +68,12 @@ def parser() -> argparse.ArgumentParser:
         default=env("JOB_VERIFIER_TOKEN_FILE"),
         help="the pod's bearer token [$JOB_VERIFIER_TOKEN_FILE]",
     )
-    p.add_argument("--ca-bundle", type=Path, default=env("JOB_CA_BUNDLE"), help="[$JOB_CA_BUNDLE]")
+    p.add_argument(
+        "--ca-bundle",
+        type=Path,
+        default=env("JOB_CA_BUNDLE"),
+        help="(development mode only) [$JOB_CA_BUNDLE]",
+    )
     p.add_argument(
         "--tee",
         default=env("JOB_TEE", "auto"),
@@ -87,58 +100,74 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def spec_datasets(bundle_dir: Path) -> frozenset[str]:
-    """Input and output names of the verified spec (imported late: pydantic is heavy)."""
-    from jobruntime.spec.bundle import VerifiedBundle
-
-    spec = VerifiedBundle.load(bundle_dir).spec
-    return frozenset(d.name for d in (*spec.inputs, *spec.outputs))
-
-
 def make_source(args: argparse.Namespace) -> KeySource:
     """The KMS-backed source (attested release), or development keys if asked for.
 
-    The KMS source reads the run from the verified bundle, attests once now (so a
-    pod that cannot attest fails at start, not at its first read), and releases
-    each dataset the spec names at most once, on first request.
+    The KMS source re-verifies the bundle against the pinned trust root, attests once
+    now (so a pod that cannot attest fails at start, not at its first read), and
+    releases each dataset the verified spec names at most once, on first request.
     """
     if args.static_keys is not None:
-        allowed = spec_datasets(args.bundle_dir) if args.bundle_dir else None
-        source = StaticKeySource.from_json_file(args.static_keys, allowed)
-        log.warning("serving static development keys from %s: NOT FOR PRODUCTION", args.static_keys)
-        return source
+        return static_source(args)
     return kms_source(args)
+
+
+def static_source(args: argparse.Namespace) -> KeySource:
+    """DEVELOPMENT ONLY: keys from a file; with a bundle, narrowed to its verified spec."""
+    from jobruntime.verification.consumer import load_pod_bundle
+    from jobruntime.verification.pinned import DEV_ENV, dev_mode
+
+    if not dev_mode():
+        raise ConfigError(
+            f"--static-keys is for development mode only: it serves keys from a file ({DEV_ENV}=1)"
+        )
+    log.warning("serving static development keys from %s: NOT FOR PRODUCTION", args.static_keys)
+    if args.bundle_dir is None:
+        return StaticKeySource.from_json_file(args.static_keys)
+    _, bundle = load_pod_bundle(
+        "keyagent", args.bundle_dir, trust_root=args.trust_root, needs_control_plane=False
+    )
+    grants = grants_of(bundle.verified.spec)
+    return StaticKeySource.from_json_file(
+        args.static_keys,
+        allowed=grants,
+        writable=[n for n, g in grants.items() if g.writable],
+        key_ids={n: g.key_id for n, g in grants.items() if g.key_id},
+    )
 
 
 def kms_source(args: argparse.Namespace) -> KeySource:
     from jobruntime.attestation.providers.choose import provider_for
     from jobruntime.controlplane.client import ControlPlaneClient
     from jobruntime.keyrelease.session import AttestedSession
-    from jobruntime.spec.bundle import VerifiedBundle
+    from jobruntime.verification.consumer import load_pod_bundle
 
-    if args.bundle_dir is None or args.control_plane_url is None or args.token_file is None:
-        raise ConfigError("the KMS source needs --bundle-dir, --control-plane-url, --token-file")
+    if args.bundle_dir is None or args.token_file is None:
+        raise ConfigError("the KMS source needs --bundle-dir and --token-file")
     try:
         token = Path(args.token_file).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read {args.token_file}: {exc.strerror}") from None
-    bundle = VerifiedBundle.load(args.bundle_dir)
-    client = ControlPlaneClient(args.control_plane_url, token, ca_bundle=args.ca_bundle)
+    pinned, bundle = load_pod_bundle(
+        "keyagent",
+        args.bundle_dir,
+        trust_root=args.trust_root,
+        control_plane_url=args.control_plane_url,
+        ca_bundle=args.ca_bundle,
+    )
+    client = ControlPlaneClient(pinned.control_plane_url, token, ca_bundle=pinned.ca_bundle)
     session = AttestedSession(
-        client,
-        bundle.spec.run_id,
-        provider_for(args.tee, args.emulated_tee_dir),
-        purpose="key-agent",
-        allowed=spec_datasets(args.bundle_dir),
+        client, bundle.identity, provider_for(args.tee, args.emulated_tee_dir), "key-agent"
     )
     answer = session.attest()
+    source = KmsKeySource(session, grants_of(bundle.verified.spec))
     log.info(
         "attested %s (%s evidence); serving %d datasets",
-        bundle.spec.run_id,
+        bundle.run_id,
         answer.evidence_kind,
-        len(session.allowed),
+        len(source.grants),
     )
-    return session
+    return source
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -1,17 +1,18 @@
-"""The reader's side: ask the pod's key agent for a dataset key.
+"""The reader's and writer's side: ask the pod's key agent to wrap, unwrap and MAC.
 
 Used in every Spark Python worker, so it imports only the standard library and
-opens one short connection per call: a key is asked for once per reader, and the
-agent's cache makes repeated asks cheap. The agent's refusals come back as the
-typed errors of :mod:`jobruntime.keyagent.errors`, carrying the agent's code.
+opens one short connection per call: pyarrow asks once per file (it caches KEKs),
+the manifest code a few times per read or commit. The agent's refusals come back
+as the typed errors of :mod:`jobruntime.keyagent.errors`, carrying the agent's code.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +26,64 @@ from jobruntime.keyagent.errors import (
 )
 from jobruntime.keyagent.peercred import peer_credentials
 from jobruntime.keyagent.protocol import (
+    HEX64,
+    KEK_BYTES,
     MAX_RESPONSE,
-    OP_GET_KEY,
+    OP_CHECK_MAC,
     OP_HEALTH,
+    OP_KEY_CHECK,
     OP_LATEST_VERSION,
+    OP_MAC,
     OP_RECORD_VERSION,
+    OP_UNWRAP,
+    OP_WRAP,
+    WRAPPED_BYTES,
+    b64,
+    base64_field,
     decode,
     encode,
+    hex64_field,
     read_line,
 )
 
 
 class KeyAgentClient:
+    """One short connection per call; each method is one op of :mod:`.protocol`."""
+
     def __init__(self, socket_path: Path | str, timeout: float = 10.0) -> None:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
 
-    def get_key(self, dataset: str) -> bytes:
-        body = self._call({"op": OP_GET_KEY, "dataset": dataset})
-        key = body.get("key")
-        if body.get("dataset") != dataset or not isinstance(key, str):
-            raise KeyAgentError(f"the key agent's answer for dataset {dataset!r} is malformed")
-        try:
-            return base64.b64decode(key, validate=True)
-        except binascii.Error:
-            raise KeyAgentError(f"the key agent sent no valid key for {dataset!r}") from None
+    def unwrap(self, dataset: str, key_id: str, wrapped: str) -> bytes:
+        """A KEK unwrapped under the dataset's master key (inputs and outputs)."""
+        body = self._keyed(OP_UNWRAP, dataset, key_id, wrapped=wrapped)
+        with _answer_for(dataset):
+            return base64_field(body, "key", KEK_BYTES)
+
+    def wrap(self, dataset: str, key_id: str, key: bytes) -> str:
+        """A KEK wrapped under the dataset's master key (outputs only)."""
+        body = self._keyed(OP_WRAP, dataset, key_id, key=b64(key))
+        with _answer_for(dataset):
+            base64_field(body, "wrapped", WRAPPED_BYTES)
+        return str(body["wrapped"])
+
+    def key_check(self, dataset: str, key_id: str) -> str:
+        body = self._keyed(OP_KEY_CHECK, dataset, key_id)
+        with _answer_for(dataset):
+            return hex64_field(body, "key_check")
+
+    def mac(self, dataset: str, key_id: str, digest: bytes) -> str:
+        """The manifest MAC of a 32-byte body digest (outputs only)."""
+        body = self._keyed(OP_MAC, dataset, key_id, digest=digest.hex())
+        with _answer_for(dataset):
+            return hex64_field(body, "mac")
+
+    def check_mac(self, dataset: str, key_id: str, digest: bytes, mac: str) -> bool:
+        body = self._keyed(OP_CHECK_MAC, dataset, key_id, digest=digest.hex(), mac=mac)
+        valid = body.get("valid")
+        if not isinstance(valid, bool):
+            raise KeyAgentError(f"the key agent's answer for {dataset!r} is malformed: valid")
+        return valid
 
     def latest_version(self, dataset: str) -> tuple[int, str] | None:
         """The control plane's record of the dataset's latest version, via the agent."""
@@ -69,6 +103,9 @@ class KeyAgentClient:
     def health(self) -> dict[str, Any]:
         """``{"ok": true, "datasets": [...], "cached": [...]}``: names only."""
         return self._call({"op": OP_HEALTH})
+
+    def _keyed(self, op: str, dataset: str, key_id: str, **fields: str) -> dict[str, Any]:
+        return self._call({"op": op, "dataset": dataset, "key_id": key_id, **fields})
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._connect() as sock:
@@ -119,3 +156,42 @@ class KeyAgentClient:
         return KeyAgentUnavailableError(
             f"key agent at {self.socket_path}: {what}: {reason}; is the key-agent sidecar running?"
         )
+
+
+@contextmanager
+def _answer_for(dataset: str) -> Iterator[None]:
+    """An answer field that breaks the protocol's rules is the agent's fault, not ours."""
+    try:
+        yield
+    except BadRequestError as exc:
+        raise KeyAgentError(f"the key agent's answer for {dataset!r} is malformed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class AgentKeyOps:
+    """A :class:`~jobruntime.dataset.keyops.MasterKeyOps` whose key stays in the key agent.
+
+    What the data source hands to pyarrow's KmsClient and to the manifest code in
+    every Spark Python worker; the agent refuses what the spec does not grant.
+    """
+
+    client: KeyAgentClient
+    dataset: str
+    key_id: str
+
+    def wrap(self, secret: bytes) -> str:
+        return self.client.wrap(self.dataset, self.key_id, secret)
+
+    def unwrap(self, wrapped: str) -> bytes:
+        return self.client.unwrap(self.dataset, self.key_id, wrapped)
+
+    def key_check(self) -> str:
+        return self.client.key_check(self.dataset, self.key_id)
+
+    def mac(self, digest: bytes) -> str:
+        return self.client.mac(self.dataset, self.key_id, digest)
+
+    def check_mac(self, digest: bytes, mac: str) -> bool:
+        if not HEX64.fullmatch(mac):  # not a MAC at all: no need to ask
+            return False
+        return self.client.check_mac(self.dataset, self.key_id, digest, mac)

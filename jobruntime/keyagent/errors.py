@@ -1,4 +1,4 @@
-"""The key agent's typed errors: one code per reason a key is not served.
+"""The key agent's typed errors: one code per reason a request is refused.
 
 They travel over the socket as ``{"ok": false, "code", "message"}`` and come back
 out of :class:`~jobruntime.keyagent.client.KeyAgentClient` as the same classes, so
@@ -51,6 +51,24 @@ class NotInSpecError(KeyAgentError):
     """The verified spec does not name the dataset asked for."""
 
     code = "keyagent.not_in_spec"
+
+
+class NotWritableError(KeyAgentError):
+    """The dataset is an input of the spec: wrap, mac and record_version are for outputs only."""
+
+    code = "keyagent.not_writable"
+
+
+class KeyMismatchError(KeyAgentError):
+    """The request names another master key id than the spec gives the dataset."""
+
+    code = "keyagent.key_mismatch"
+
+
+class UnwrapFailedError(KeyAgentError):
+    """A wrapped key does not authenticate under the dataset's master key and key id."""
+
+    code = "keyagent.unwrap_failed"
 
 
 class NoSuchKeyError(KeyAgentError):

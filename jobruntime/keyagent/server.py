@@ -1,48 +1,67 @@
-"""The key agent: serves the pod's dataset keys to processes of its own uid.
+"""The key agent: the pod's local KMS, for processes of its own uid.
 
 One thread accepts; each connection gets a thread that checks the peer's
 credentials and then answers request lines until the peer hangs up, goes idle or
-the agent closes. Keys are released through a :class:`KeyCache` (one release per
-dataset) and leave the process only as responses on an accepted connection: never
-in logs, never in error messages.
+the agent closes. Master keys are released through a :class:`KeyCache` (one release
+per dataset) and never leave the process: requests get KEKs wrapped or unwrapped
+and manifest MACs computed or checked under them, as the spec's grants allow
+(:mod:`jobruntime.keyagent.protocol`). Nothing key-like goes to logs or messages.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import os
 import selectors
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jobruntime.dataset.errors import DecryptError
 from jobruntime.errors import JobRuntimeError
 from jobruntime.keyagent.cache import KeyCache
 from jobruntime.keyagent.errors import (
     BadRequestError,
     NoRegistryError,
-    NotInSpecError,
     PeerRefusedError,
     RequestTooLargeError,
+    UnwrapFailedError,
 )
 from jobruntime.keyagent.listener import open_listener, remove_if_ours
 from jobruntime.keyagent.peercred import peer_credentials
 from jobruntime.keyagent.protocol import (
+    KEK_BYTES,
     MAX_REQUEST,
-    OP_GET_KEY,
+    OP_CHECK_MAC,
     OP_HEALTH,
+    OP_KEY_CHECK,
     OP_LATEST_VERSION,
+    OP_MAC,
     OP_RECORD_VERSION,
+    OP_UNWRAP,
+    OP_WRAP,
+    WRAPPED_BYTES,
+    b64,
+    base64_field,
+    dataset_field,
     decode,
+    digest_field,
     encode,
     error_body,
+    hex64_field,
+    key_id_field,
+    manifest_digest_field,
     read_line,
+    version_field,
 )
 from jobruntime.keyagent.source import KeySource, VersionSource
+
+if TYPE_CHECKING:
+    from jobruntime.dataset.keyops import MasterKeyOps
 
 log = logging.getLogger("jobruntime.keyagent")
 
@@ -79,11 +98,21 @@ class KeyAgentServer:
         self._closed = False
         self._conns: dict[socket.socket, threading.Thread] = {}
         self._thread: threading.Thread | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            OP_UNWRAP: self._unwrap,
+            OP_WRAP: self._wrap,
+            OP_KEY_CHECK: self._key_check,
+            OP_MAC: self._mac,
+            OP_CHECK_MAC: self._check_mac,
+            OP_LATEST_VERSION: self._latest_version,
+            OP_RECORD_VERSION: self._record_version,
+            OP_HEALTH: self._health,
+        }
         log.info(
             "key agent listening on %s for uid %d; %d dataset(s) in the spec",
             self.socket_path,
             self._uid,
-            len(self._cache.allowed),
+            len(self._cache.grants),
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -193,48 +222,75 @@ class KeyAgentServer:
                 self._conns.pop(conn, None)
             conn.close()
 
-    def _version(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Dataset versions, for datasets of the spec only, through the key source."""
-        dataset = request.get("dataset")
-        if not isinstance(dataset, str) or dataset not in self._cache.allowed:
-            raise NotInSpecError(f"the verified spec does not name dataset {dataset!r}")
-        source = self._source
-        if not hasattr(source, "latest_version"):
-            raise NoRegistryError("this key agent's source records no dataset versions")
-        registry: VersionSource = source  # type: ignore[assignment]
-        if op == OP_LATEST_VERSION:
-            found = registry.latest_version(dataset)
-            return {
-                "ok": True,
-                "version": found[0] if found else None,
-                "digest": found[1] if found else None,
-            }
-        version, digest = request.get("version"), request.get("digest")
-        if not isinstance(version, int) or not isinstance(digest, str):
-            raise BadRequestError("record_version needs an integer version and a digest")
-        registry.record_version(dataset, version, digest)
-        return {"ok": True}
-
     def _answer(self, line: bytes, pid: int) -> dict[str, Any]:
         try:
             request = decode(line)
             op = request.get("op")
-            if op == OP_GET_KEY:
-                dataset = request.get("dataset")
-                if not isinstance(dataset, str) or not dataset:
-                    raise BadRequestError("get_key needs a non-empty dataset name")
-                key = self._cache.get(dataset)
-                log.debug("served the key of dataset %s to pid %d", dataset, pid)
-                return {"ok": True, "dataset": dataset, "key": base64.b64encode(key).decode()}
-            if op == OP_HEALTH:
-                datasets, cached = sorted(self._cache.allowed), self._cache.cached()
-                return {"ok": True, "datasets": datasets, "cached": cached}
-            if op in (OP_LATEST_VERSION, OP_RECORD_VERSION):
-                return self._version(op, request)
-            raise BadRequestError(f"unknown op; expected {OP_GET_KEY} or {OP_HEALTH}")
+            handler = self._handlers.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise BadRequestError(f"unknown op; expected one of {', '.join(self._handlers)}")
+            return handler(request)
         except JobRuntimeError as exc:
             log.info("request from pid %d refused: %s", pid, exc.one_line())
             return error_body(exc)
         except Exception as exc:  # a bug: say what kind, never what data
             log.error("unexpected %s answering pid %d", type(exc).__name__, pid)
             return error_body(JobRuntimeError(f"unexpected {type(exc).__name__}"))
+
+    # --- operations: fields are checked before the grant, the grant before any release ---
+
+    def _ops(self, request: dict[str, Any], *, write: bool) -> MasterKeyOps:
+        return self._cache.ops(dataset_field(request), key_id_field(request), write=write)
+
+    def _unwrap(self, request: dict[str, Any]) -> dict[str, Any]:
+        base64_field(request, "wrapped", WRAPPED_BYTES)  # checked, then passed on as sent
+        ops = self._ops(request, write=False)
+        try:
+            kek = ops.unwrap(request["wrapped"])
+        except DecryptError:
+            raise UnwrapFailedError(
+                f"a key of dataset {request['dataset']!r} does not unwrap under key {ops.key_id}"
+            ) from None
+        return {"ok": True, "key": b64(kek)}
+
+    def _wrap(self, request: dict[str, Any]) -> dict[str, Any]:
+        kek = base64_field(request, "key", KEK_BYTES)
+        return {"ok": True, "wrapped": self._ops(request, write=True).wrap(kek)}
+
+    def _key_check(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "key_check": self._ops(request, write=False).key_check()}
+
+    def _mac(self, request: dict[str, Any]) -> dict[str, Any]:
+        digest = digest_field(request)
+        return {"ok": True, "mac": self._ops(request, write=True).mac(digest)}
+
+    def _check_mac(self, request: dict[str, Any]) -> dict[str, Any]:
+        digest, mac = digest_field(request), hex64_field(request, "mac")
+        return {"ok": True, "valid": self._ops(request, write=False).check_mac(digest, mac)}
+
+    def _health(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "datasets": sorted(self._cache.grants), "cached": self._cache.cached()}
+
+    def _latest_version(self, request: dict[str, Any]) -> dict[str, Any]:
+        dataset = dataset_field(request)
+        self._cache.authorize(dataset, write=False)
+        found = self._registry().latest_version(dataset)
+        return {
+            "ok": True,
+            "version": found[0] if found else None,
+            "digest": found[1] if found else None,
+        }
+
+    def _record_version(self, request: dict[str, Any]) -> dict[str, Any]:
+        dataset = dataset_field(request)
+        version, digest = version_field(request), manifest_digest_field(request)
+        self._cache.authorize(dataset, write=True)
+        self._registry().record_version(dataset, version, digest)
+        return {"ok": True}
+
+    def _registry(self) -> VersionSource:
+        """Dataset versions pass through to the control plane, via the key source."""
+        if not hasattr(self._source, "latest_version"):
+            raise NoRegistryError("this key agent's source records no dataset versions")
+        registry: VersionSource = self._source  # type: ignore[assignment]
+        return registry

@@ -1,52 +1,77 @@
-"""The pod's side of key release: attest once, then fetch each dataset key once.
+"""The pod's side of key release: attest once, then act through that session.
 
-``AttestedSession`` is what the key agent uses as its key source, and what the
-verifier's step 9 uses to record the run as attested.
+``AttestedSession`` is what the verifier uses to claim the run, what the key agent
+uses as its key source, and what the heartbeat sidecar signs heartbeats with. Its
+evidence binds the nonce, the run, the signed spec's digest, the pod's id and role,
+the purpose and an ephemeral key that never leaves this process.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import secrets
 
 from jobruntime.attestation.providers.base import EvidenceProvider
-from jobruntime.controlplane.api import AttestRequest, AttestResponse, DatasetRef, PublishVersion
+from jobruntime.controlplane.api import (
+    AttestRequest,
+    AttestResponse,
+    DatasetRef,
+    PublishVersion,
+    Purpose,
+)
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.keyrelease import jwe
-from jobruntime.keyrelease.binding import report_data
+from jobruntime.keyrelease.binding import Binding, PodIdentity
 from jobruntime.keyrelease.jwe import EphemeralKey, KeyWrapError
 
-Purpose = Literal["verifier", "key-agent", "heartbeat"]
+__all__ = ["AttestedSession", "PodIdentity", "new_pod_id"]
+
+
+def new_pod_id() -> str:
+    """Drawn once per pod by its verifier; every later session of the pod binds it."""
+    return secrets.token_hex(16)
 
 
 class AttestedSession:
     def __init__(
         self,
         client: ControlPlaneClient,
-        run_id: str,
+        pod: PodIdentity,
         provider: EvidenceProvider,
-        purpose: Purpose = "key-agent",
-        allowed: frozenset[str] = frozenset(),
+        purpose: Purpose,
     ) -> None:
         self._client = client
         self._provider = provider
         self._key = EphemeralKey()
         self._token: str | None = None
-        self.run_id = run_id
+        self.pod = pod
         self.purpose: Purpose = purpose
-        self.allowed = allowed
         self.attestations = 0
         self.releases = 0
 
+    @property
+    def run_id(self) -> str:
+        return self.pod.run_id
+
     def attest(self) -> AttestResponse:
-        """Challenge, evidence bound to (nonce, run, ephemeral key, purpose), session."""
+        """Challenge, then evidence bound to everything the control plane will check."""
         challenge = self._client.challenge(self.run_id)
-        binding = report_data(challenge.nonce, self.run_id, self._key.thumbprint, self.purpose)
-        evidence = self._provider.collect(binding)
+        binding = Binding(
+            nonce=challenge.nonce,
+            run_id=self.run_id,
+            spec_digest=self.pod.spec_digest,
+            key_thumbprint=self._key.thumbprint,
+            purpose=self.purpose,
+            pod_id=self.pod.pod_id,
+            role=self.pod.role,
+        )
+        evidence = self._provider.collect(binding.report_data())
         answer = self._client.attest(
             AttestRequest(
                 run_id=self.run_id,
                 nonce=challenge.nonce,
                 purpose=self.purpose,
+                pod_id=self.pod.pod_id,
+                role=self.pod.role,
                 evidence=evidence.to_json(),
                 public_jwk=self._key.public_jwk,
             )

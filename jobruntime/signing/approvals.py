@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jobruntime.errors import ApprovalError, ApprovalThresholdError, JobRuntimeError
+from jobruntime.errors import (
+    ApprovalError,
+    ApprovalThresholdError,
+    JobRuntimeError,
+    UnknownKeyError,
+)
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
@@ -59,19 +64,33 @@ def sign_approval(
 def check_approval(
     obj: Any, spec: JobRunSpec, spec_digest: str, trust_root: TrustRoot, now: datetime
 ) -> tuple[str, frozenset[str]]:
-    """Return (owner, distinct valid key ids) of one approval, or raise why not."""
+    """Return (owner, distinct valid key ids) of one approval, or raise why not.
+
+    Verify, then parse: the signing keys say which owner this is, their signature
+    is checked over the exact payload, and only then are the payload's fields read.
+    """
+    # 1. The envelope's shape.
     env = envelope.from_json(obj, envelope.APPROVAL_TYPE, "approval")
+    # 2. Whose keys signed it: exactly one owner's.
+    owners = {trust_root.owner_of(s.keyid) for s in env.signatures.values()}
+    if None in owners and len(owners) == 1:
+        raise UnknownKeyError("approval signed by a key that belongs to no owner")
+    owners.discard(None)
+    if len(owners) != 1:
+        raise ApprovalError("approval is signed by the keys of more than one owner")
+    owner = str(owners.pop())
+    role = trust_root.owners[owner]
+    # 3. The signature (each approval needs one good one; thresholds count across them).
+    keyids = envelope.verify(env, trust_root, role, f"owner {owner}", now, threshold=1)
+    # 4. Only now the fields: this owner, this run, this exact spec.
     approval = parse_model(Approval, env.payload, "approval")
+    if approval.owner != owner:
+        raise ApprovalError(f"approval names {approval.owner} but is signed by {owner}")
     if approval.run_id != spec.run_id or approval.spec_digest != spec_digest:
-        raise ApprovalError(f"approval by {approval.owner} is for another spec or run")
-    if approval.owner not in spec.approval_policy.required_owners:
-        raise ApprovalError(f"{approval.owner} is not an owner this run needs")
-    role = trust_root.owners.get(approval.owner)
-    if role is None:
-        raise ApprovalError(f"owner {approval.owner} has no keys in the trust root")
-    # Each approval needs one good signature; thresholds count across approvals.
-    keyids = envelope.verify(env, trust_root, role, f"owner {approval.owner}", now, threshold=1)
-    return approval.owner, keyids
+        raise ApprovalError(f"approval by {owner} is for another spec or run")
+    if owner not in spec.approval_policy.required_owners:
+        raise ApprovalError(f"{owner} is not an owner this run needs")
+    return owner, keyids
 
 
 def needed(spec: JobRunSpec, trust_root: TrustRoot, owner: str) -> int:

@@ -94,6 +94,38 @@ class ApprovalPolicy(_Strict):
         return self
 
 
+PodRole = Literal["driver", "executor"]
+POD_ROLES: tuple[PodRole, ...] = ("driver", "executor")
+HostDataHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Workload(_Strict):
+    """Where the run may execute, and the pods that may get its keys.
+
+    ``pod`` (Confidential Containers): each pod is its own SEV-SNP guest and the host
+    sets HOST_DATA to the digest of the pod's policy; ``host_data`` names the value
+    expected for each pod role, and keys go only to evidence that matches.
+    ``node`` (confidential node pools): the evidence says nothing about the pod, so
+    whoever controls the cluster is trusted; a key's release policy must allow it.
+    """
+
+    isolation: Literal["pod", "node"] = "pod"
+    host_data: Annotated[dict[PodRole, HostDataHex], Field(max_length=2)] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        if self.isolation == "node" and self.host_data:
+            raise ValueError("node isolation has no pod identity: host_data must be empty")
+        return self
+
+    @property
+    def complete(self) -> bool:
+        """Pod isolation names HOST_DATA for every role; node isolation needs none."""
+        return self.isolation == "node" or set(self.host_data) == set(POD_ROLES)
+
+
 class _RunBody(_Strict):
     """What the submitter chooses: the job, its code, its data and its parameters."""
 
@@ -106,6 +138,7 @@ class _RunBody(_Strict):
     )
     inputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
     outputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
+    workload: Workload = Field(default_factory=Workload)
 
     @model_validator(mode="after")
     def _unique_names(self) -> _RunBody:

@@ -10,9 +10,11 @@ import pytest
 
 from jobruntime.dataset import files, versions
 from jobruntime.dataset.errors import VersionConflictError, WriteError
+from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.storage.local import LocalStorage
 
-KEY, KEY_ID, URI = os.urandom(32), "org-a/sales", "file:///sales"
+KEY_ID, URI = "org-a/sales", "file:///sales"
+OPS = LocalMasterKey(KEY_ID, os.urandom(32))
 SCHEMA = pa.schema([("id", pa.int64())])
 
 
@@ -34,7 +36,7 @@ def stage(
 ) -> tuple[int, files.WrittenFile]:
     batch = pa.record_batch([pa.array(range(rows), pa.int64())], schema=SCHEMA)
     path = versions.staging_path(write_id, partition, attempt)
-    return partition, files.write(storage, path, [batch], SCHEMA, KEY_ID, KEY)
+    return partition, files.write(storage, path, [batch], SCHEMA, OPS)
 
 
 def test_a_retried_task_leaves_no_duplicate(tmp_path: Path) -> None:
@@ -45,12 +47,12 @@ def test_a_retried_task_leaves_no_duplicate(tmp_path: Path) -> None:
         stage(storage, write_id, 0, 1, 10),
         stage(storage, write_id, 1, 0, 5),
     ]
-    manifest = versions.commit(storage, URI, KEY_ID, KEY, SCHEMA, staged, registry)
+    manifest = versions.commit(storage, URI, OPS, SCHEMA, staged, registry)
     versions.abort(storage, write_id)
     assert [f.rows for f in manifest.files] == [10, 5]
     assert manifest.rows == 15
     assert not [o for o in storage.list() if o.path.startswith("_staging/")]
-    assert versions.open_latest(storage, URI, KEY_ID, KEY, registry) == manifest
+    assert versions.open_latest(storage, URI, OPS, registry) == manifest
 
 
 def test_a_part_altered_in_staging_is_not_published(tmp_path: Path) -> None:
@@ -59,7 +61,7 @@ def test_a_part_altered_in_staging_is_not_published(tmp_path: Path) -> None:
     part = stage(storage, write_id, 0, 0, 10)
     storage.write(part[1].path, b"PAR1" + b"\0" * (part[1].size - 4))
     with pytest.raises(WriteError, match="changed after its task"):
-        versions.commit(storage, URI, KEY_ID, KEY, SCHEMA, [part], registry)
+        versions.commit(storage, URI, OPS, SCHEMA, [part], registry)
     assert versions.local_versions(storage) == []
     assert registry.recorded is None
 
@@ -75,18 +77,14 @@ def test_the_second_of_two_racing_writers_loses_cleanly(tmp_path: Path) -> None:
     storage, registry = RacedStorage(tmp_path), Registry()
     staged = [stage(storage, "a" * 16, 0, 0, 3)]
     with pytest.raises(VersionConflictError, match="published by another write"):
-        versions.commit(storage, URI, KEY_ID, KEY, SCHEMA, staged, registry)
+        versions.commit(storage, URI, OPS, SCHEMA, staged, registry)
     assert not [o for o in storage.list() if o.path.startswith("v000001-")]
     assert registry.recorded is None
 
 
 def test_versions_chain_to_their_predecessor(tmp_path: Path) -> None:
     storage, registry = LocalStorage(tmp_path), Registry()
-    one = versions.commit(
-        storage, URI, KEY_ID, KEY, SCHEMA, [stage(storage, "c" * 16, 0, 0, 1)], registry
-    )
-    two = versions.commit(
-        storage, URI, KEY_ID, KEY, SCHEMA, [stage(storage, "d" * 16, 0, 0, 2)], registry
-    )
+    one = versions.commit(storage, URI, OPS, SCHEMA, [stage(storage, "c" * 16, 0, 0, 1)], registry)
+    two = versions.commit(storage, URI, OPS, SCHEMA, [stage(storage, "d" * 16, 0, 0, 2)], registry)
     assert (one.previous, two.previous) == (None, one.digest)
     assert registry.recorded == (2, two.digest)

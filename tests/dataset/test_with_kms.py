@@ -16,9 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobruntime.dataset.versions import manifest_path
-from jobruntime.keyagent.process import KeyAgentProcess
 from tests.conftest import Runs
-from verifier.run import verify_run
+from tests.pods import driver_pod_agent
 
 
 def jr(runs: Runs, *args: str) -> subprocess.CompletedProcess[str]:
@@ -27,18 +26,13 @@ def jr(runs: Runs, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def key_of(runs: Runs, run_id: str, name: str) -> str:
-    with runs.emu.client("verifier") as c:
-        from jobruntime.spec.checks import decode
-        from jobruntime.spec.models import utcnow
-
-        spec = decode(c.signed_run_bytes(run_id), utcnow()).spec
-    dataset = spec.dataset(name)
+    dataset = runs.signed(run_id).spec.dataset(name)
     assert dataset is not None
     return dataset.key_id
 
 
 def test_owner_encrypts_run_reads_and_writes_owner_decrypts(
-    spark: Any, runs: Runs, tmp_path: Path
+    spark: Any, runs: Runs, tmp_path: Path, shm_dir: Path
 ) -> None:
     uris = {n: f"file://{tmp_path / n}" for n in ("customers_a", "customers_b", "overlap")}
     run_id = runs.keyed(uris=uris)
@@ -67,14 +61,13 @@ def test_owner_encrypts_run_reads_and_writes_owner_decrypts(
     assert "segment: string" in inspect.stdout
     assert "gold" not in inspect.stdout
     # 2. The run is verified and attested; its key agent serves the datasets.
-    bundle = verify_run(runs.config(run_id)).parent
-    with KeyAgentProcess(runs.emu, bundle) as agent:
+    with driver_pod_agent(runs, run_id, shm_dir) as socket:
 
         def frame(name: str) -> Any:
             return (
                 spark.read.format("confidential")
                 .option("dataset", name)
-                .option("keyAgentSocket", str(agent.socket))
+                .option("keyAgentSocket", str(socket))
                 .load(uris[name])
             )
 
@@ -84,7 +77,7 @@ def test_owner_encrypts_run_reads_and_writes_owner_decrypts(
             result.write.format("confidential")
             .option("dataset", "overlap")
             .option("keyId", key_of(runs, run_id, "overlap"))
-            .option("keyAgentSocket", str(agent.socket))
+            .option("keyAgentSocket", str(socket))
             .mode("overwrite")
             .save(uris["overlap"])
         )

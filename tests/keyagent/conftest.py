@@ -13,24 +13,30 @@ from typing import Any
 import pytest
 
 from jobruntime.keyagent.server import KeyAgentServer
-from jobruntime.keyagent.source import KeySource
+from jobruntime.keyagent.source import Grant, KeySource
 
 SHM = Path("/dev/shm")
 
 
 class CountingSource:
-    """A key source that counts releases, can be slow, and can refuse."""
+    """A key source that counts releases, can be slow, and can refuse.
+
+    Every dataset it names is granted writable; ``key_ids`` pins key ids as a spec would.
+    """
 
     def __init__(
         self,
         keys: dict[str, bytes],
         *,
         allowed: set[str] | None = None,
+        key_ids: dict[str, str] | None = None,
         delay: float = 0.0,
         error: Exception | None = None,
     ) -> None:
         self.keys = keys
-        self.allowed = frozenset(keys if allowed is None else allowed)
+        names = frozenset(keys if allowed is None else allowed)
+        ids = key_ids or {}
+        self.grants = {n: Grant(key_id=ids.get(n), writable=True) for n in names}
         self.delay = delay
         self.error = error
         self.calls: list[str] = []

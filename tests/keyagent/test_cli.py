@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.keyagent.client import KeyAgentClient
-from jobruntime.keyagent.errors import KeyAgentUnavailableError, NoSuchKeyError, NotInSpecError
+from jobruntime.keyagent.errors import (
+    KeyAgentUnavailableError,
+    KeyMismatchError,
+    NoSuchKeyError,
+    NotInSpecError,
+)
 from tests.conftest import Runs
 from verifier.run import verify_run
 
@@ -25,9 +31,12 @@ def agent_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "jobruntime.keyagent", *args]
 
 
+DEV = {**os.environ, "JOBRUNTIME_DEV": "1"}  # static keys are for development only
+
+
 @pytest.fixture
 def keys_file(tmp_path: Path) -> tuple[Path, bytes]:
-    key = b"CLI-SENTINEL-" + os.urandom(19)
+    key = b"CLI-SENTINEL-" + os.urandom(19)  # 32 bytes
     path = tmp_path / "keys.json"
     path.write_text(json.dumps({"sales": base64.b64encode(key).decode()}))
     return path, key
@@ -45,15 +54,18 @@ def wait_ready(client: KeyAgentClient, proc: subprocess.Popen[str]) -> None:
     pytest.fail("the key agent did not come up")
 
 
+KID = "org-a/sales"
+
+
 def test_serves_and_exits_0_on_sigterm(shm_dir: Path, keys_file: tuple[Path, bytes]) -> None:
     path, key = keys_file
     sock = shm_dir / "run" / "agent.sock"
     cmd = agent_cmd("--socket", str(sock), "--static-keys", str(path), "--log-level", "DEBUG")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=DEV, stderr=subprocess.PIPE, text=True)
     try:
         client = KeyAgentClient(sock)
         wait_ready(client, proc)
-        assert client.get_key("sales") == key
+        assert client.key_check("sales", KID) == LocalMasterKey(KID, key).key_check()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=10)
     finally:
@@ -74,6 +86,7 @@ def test_serves_and_exits_0_on_sigterm(shm_dir: Path, keys_file: tuple[Path, byt
         ([], 2, "keyagent: config.invalid: the KMS source needs --bundle-dir"),
         (["--static-keys", "/nonexistent/keys.json"], 2, "keyagent: config.invalid: cannot read"),
         (["--disk"], 22, "keyagent: keyagent.unsafe_dir: "),
+        (["--outside-dev"], 2, "keyagent: config.invalid: --static-keys is for development"),
     ],
 )
 def test_refusals_are_one_line_with_their_exit_code(
@@ -84,12 +97,16 @@ def test_refusals_are_one_line_with_their_exit_code(
     exit_code: int,
     line: str,
 ) -> None:
-    sock = shm_dir / "agent.sock"
+    sock, env = shm_dir / "agent.sock", DEV
     if extra == ["--disk"]:
         sock, extra = tmp_path / "agent.sock", ["--static-keys", str(keys_file[0])]
+    if extra == ["--outside-dev"]:
+        extra = ["--static-keys", str(keys_file[0])]
+        env = {k: v for k, v in DEV.items() if k != "JOBRUNTIME_DEV"}
     done = subprocess.run(
         agent_cmd("--socket", str(sock), *extra),
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=10,
@@ -111,17 +128,30 @@ def test_bundle_limits_what_is_served(
     path = tmp_path / "dev-keys.json"
     path.write_text(json.dumps({k: base64.b64encode(v).decode() for k, v in keys.items()}))
     sock = shm_dir / "agent.sock"
-    cmd = agent_cmd("--socket", str(sock), "--static-keys", str(path), "--bundle-dir", str(bundle))
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    cmd = agent_cmd(
+        "--socket",
+        str(sock),
+        "--static-keys",
+        str(path),
+        "--bundle-dir",
+        str(bundle),
+        "--trust-root",
+        str(runs.emu.trust_root),
+    )
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=DEV, stderr=subprocess.PIPE, text=True)
     try:
         client = KeyAgentClient(sock)
         wait_ready(client, proc)
         assert client.health()["datasets"] == ["customers_a", "customers_b", "overlap"]
-        assert client.get_key("customers_a") == keys["customers_a"]
+        kid = "org-a/customers"  # the spec's key id for customers_a
+        expected = LocalMasterKey(kid, keys["customers_a"]).key_check()
+        assert client.key_check("customers_a", kid) == expected
+        with pytest.raises(KeyMismatchError):
+            client.key_check("customers_a", KID)
         with pytest.raises(NotInSpecError):
-            client.get_key("extra")
+            client.key_check("extra", KID)
         with pytest.raises(NoSuchKeyError):
-            client.get_key("overlap")
+            client.key_check("overlap", "org-a/overlap")
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
     finally:

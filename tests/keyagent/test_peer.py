@@ -23,7 +23,7 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(5)
 s.connect(sys.argv[1])
 try:
-    s.sendall(b'{"op": "get_key", "dataset": "sales"}\\n')
+    s.sendall(b'{"op": "key_check", "dataset": "sales", "key_id": "org-a/sales"}\\n')
 except OSError:
     pass
 print(s.makefile("rb").readline().decode().strip())  # one answer line, as the client reads
@@ -76,4 +76,4 @@ def test_peer_with_another_uid_is_refused(
     assert f"uid={NOBODY}" in caplog.text
     assert "refused peer pid=" in caplog.text
     # The agent keeps serving its own uid.
-    assert KeyAgentClient(server.socket_path).get_key("sales") == b"k" * 32
+    assert KeyAgentClient(server.socket_path).key_check("sales", "org-a/sales")

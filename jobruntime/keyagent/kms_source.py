@@ -1,0 +1,35 @@
+"""The production key source: the pod's attested ``key-agent`` session with the KMS.
+
+Grants come from the re-verified spec only: inputs may be unwrapped and read,
+outputs also wrapped, MACed and published, each under the spec's key id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jobruntime.keyagent.source import Grant
+from jobruntime.keyrelease.session import AttestedSession
+from jobruntime.spec.models import JobRunSpec
+
+
+def grants_of(spec: JobRunSpec) -> dict[str, Grant]:
+    grants = {d.name: Grant(key_id=d.key_id, writable=False) for d in spec.inputs}
+    grants.update({d.name: Grant(key_id=d.key_id, writable=True) for d in spec.outputs})
+    return grants
+
+
+@dataclass(frozen=True)
+class KmsKeySource:
+    session: AttestedSession
+    grants: Mapping[str, Grant]
+
+    def release(self, dataset: str) -> bytes:
+        return self.session.release(dataset)
+
+    def latest_version(self, dataset: str) -> tuple[int, str] | None:
+        return self.session.latest_version(dataset)
+
+    def record_version(self, dataset: str, version: int, digest: str) -> None:
+        self.session.record_version(dataset, version, digest)

@@ -1,0 +1,1 @@
+"""Workload identity: what a pod is, as the host that launches it measures it."""

@@ -1,0 +1,283 @@
+"""Pod actions need attested sessions: the control plane's rules, attacked over HTTP.
+
+Each test plays the adversary the design names (whoever controls the namespace holds
+the pods' bearer token and can run any code it likes outside the TEE) and asserts
+the exact refusal, that it was audited, and that nothing was claimed or released.
+Evidence comes from the emulated TEE with launch parameters the test chooses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+
+from jobruntime.attestation.emulated import DEFAULT_GUEST_POLICY
+from jobruntime.attestation.errors import (
+    ChipNotAllowedError,
+    EmptyPolicyError,
+    MigrationAgentError,
+    SingleSocketError,
+    SmtError,
+)
+from jobruntime.attestation.policy import AllOf as ReportAllOf
+from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
+from jobruntime.attestation.report import AttestationReport
+from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy
+from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.keyrelease.policy import AllOf, Appraisal, build
+from tests.conftest import DEV_POLICY, Runs
+from tests.sessions import TestPod, api, error_code
+
+MIGRATE_MA, SINGLE_SOCKET = 1 << 18, 1 << 20
+H_DRIVER, H_EXECUTOR = bytes([1]) * 32, bytes([2]) * 32
+
+
+def events(emu: EmulatorProcess, run_id: str | None, name: str) -> list[dict[str, Any]]:
+    with emu.client("operator") as c:
+        return [e.details for e in c.audit().entries if e.run_id == run_id and e.event == name]
+
+
+def state(emu: EmulatorProcess, run_id: str) -> str:
+    with emu.client("operator") as c:
+        return c.status(run_id).state.value
+
+
+def claimed(runs: Runs, **overrides: Any) -> tuple[str, TestPod]:
+    run_id = runs.approved(**runs.datasets(), **overrides)
+    pod = TestPod(runs.emu, run_id)
+    assert pod.claim().status_code == 200
+    return run_id, pod
+
+
+def pod_isolated(runs: Runs, policy: ReleasePolicy | None = None) -> str:
+    """An approved run in pod isolation whose spec names H_DRIVER and H_EXECUTOR."""
+    workload = {
+        "isolation": "pod",
+        "host_data": {"driver": H_DRIVER.hex(), "executor": H_EXECUTOR.hex()},
+    }
+    return runs.approved(**runs.datasets(policy), workload=workload)
+
+
+# --- the claim ----------------------------------------------------------------------
+
+
+def test_a_claim_without_evidence_claims_nothing(runs: Runs) -> None:
+    run_id = runs.approved()
+    body = {"claim_id": secrets.token_hex(32), "session": "made-up"}
+    resp = api(runs.emu, "verifier", "POST", f"/runs/{run_id}/claim", body)
+    assert (resp.status_code, error_code(resp)) == (403, "kms.session_invalid")
+    resp = api(runs.emu, "verifier", "POST", f"/runs/{run_id}/claim", {"claim_id": "ab" * 32})
+    assert (resp.status_code, error_code(resp)) == (422, "request.invalid")
+    assert state(runs.emu, run_id) == "approved"
+    assert [d["reason"] for d in events(runs.emu, run_id, "claim.denied")] == [
+        "kms.session_invalid"
+    ]
+
+
+def test_a_claim_with_another_runs_session_is_refused(runs: Runs) -> None:
+    mine, theirs = runs.approved(), runs.approved()
+    other = TestPod(runs.emu, theirs)
+    body = {"claim_id": secrets.token_hex(32), "session": other.session("verifier")}
+    resp = api(runs.emu, "verifier", "POST", f"/runs/{mine}/claim", body)
+    assert (resp.status_code, error_code(resp)) == (403, "kms.session_run")
+    assert state(runs.emu, mine) == state(runs.emu, theirs) == "approved"
+
+
+def test_an_executor_pods_verifier_session_cannot_claim(runs: Runs) -> None:
+    run_id, _ = claimed(runs)
+    executor = TestPod(runs.emu, run_id, role="executor")
+    body = {"claim_id": secrets.token_hex(32), "session": executor.session("verifier")}
+    resp = api(runs.emu, "verifier", "POST", f"/runs/{run_id}/claim", body)
+    assert (resp.status_code, error_code(resp)) == (403, "claim.not_driver")
+
+
+def test_evidence_that_does_not_bind_the_spec_digest_opens_no_session(runs: Runs) -> None:
+    run_id = runs.approved()
+    pod = TestPod(runs.emu, run_id)
+    resp = pod.attest("verifier", spec_digest="sha256:" + "00" * 32)
+    assert (resp.status_code, error_code(resp)) == (403, "attestation.report_data")
+    assert pod.tokens == {}
+    assert state(runs.emu, run_id) == "approved"
+    denied = events(runs.emu, run_id, "kms.attest_denied")
+    assert [d["reason"] for d in denied] == ["attestation.report_data"]
+
+
+# --- key release only to the key agent of a pod of the run --------------------------
+
+
+@pytest.mark.parametrize("purpose", ["verifier", "heartbeat"])
+def test_a_verifier_or_heartbeat_session_gets_no_key(runs: Runs, purpose: str) -> None:
+    run_id, pod = claimed(runs)
+    resp = pod.release("customers_a", purpose=purpose)
+    assert (resp.status_code, error_code(resp)) == (403, "kms.session_purpose")
+    assert events(runs.emu, run_id, "kms.released") == []
+    denied = events(runs.emu, run_id, "kms.release_denied")
+    assert [d["reason"] for d in denied] == ["kms.session_purpose"]
+    # Nor may it publish a dataset version.
+    body = {
+        "session": pod.session(purpose),
+        "dataset": "overlap",
+        "version": 1,
+        "manifest_digest": "sha256:" + "ab" * 32,
+    }
+    resp = api(runs.emu, "verifier", "POST", "/datasets/publish", body)
+    assert (resp.status_code, error_code(resp)) == (403, "kms.session_purpose")
+
+
+def test_a_vmpl3_report_opens_no_session_and_gets_no_key(runs: Runs) -> None:
+    run_id, pod = claimed(runs)
+    resp = pod.attest("key-agent", vmpl=3)
+    assert (resp.status_code, error_code(resp)) == (403, "attestation.vmpl")
+    assert "key-agent" not in pod.tokens
+    assert events(runs.emu, run_id, "kms.released") == []
+
+
+def test_a_second_key_agent_session_for_the_same_pod_is_refused(runs: Runs) -> None:
+    run_id, pod = claimed(runs)
+    assert pod.release("customers_a").status_code == 200
+    again = pod.attest("key-agent")
+    assert (again.status_code, error_code(again)) == (409, "kms.session_exists")
+    agents = [e for e in events(runs.emu, run_id, "run.attested") if e["purpose"] == "key-agent"]
+    assert len(agents) == 1
+
+
+def test_a_pod_that_did_not_claim_or_join_the_run_gets_no_session(runs: Runs) -> None:
+    run_id, _ = claimed(runs)
+    stranger = TestPod(runs.emu, run_id)  # the same code, another pod
+    for purpose in ("key-agent", "heartbeat"):
+        resp = stranger.attest(purpose)
+        assert (resp.status_code, error_code(resp)) == (403, "kms.pod_not_of_run")
+    # An executor pod joins through its own verifier, and only then gets a key agent.
+    executor = TestPod(runs.emu, run_id, role="executor")
+    resp = executor.attest("key-agent")
+    assert (resp.status_code, error_code(resp)) == (403, "kms.pod_not_of_run")
+    assert executor.attest("verifier").status_code == 200
+    assert executor.release("customers_b").status_code == 200
+    hb = executor.attest("heartbeat")
+    assert (hb.status_code, error_code(hb)) == (403, "kms.pod_role")
+    assert [e["dataset"] for e in events(runs.emu, run_id, "kms.released")] == ["customers_b"]
+
+
+def test_node_evidence_against_a_key_that_allows_only_pod_is_refused(runs: Runs) -> None:
+    pod_only = DEV_POLICY.model_copy(update={"isolation": ["pod"]})
+    run_id = runs.approved(**runs.datasets(pod_only), workload={"isolation": "node"})
+    pod = TestPod(runs.emu, run_id)
+    assert pod.claim().status_code == 200
+    resp = pod.release("customers_a")
+    assert (resp.status_code, error_code(resp)) == (403, "attestation.isolation")
+    assert events(runs.emu, run_id, "kms.released") == []
+
+
+def test_a_new_key_allows_pod_isolation_only() -> None:
+    assert ReleasePolicy(measurements=[EMULATED_MEASUREMENT.hex()]).isolation == ["pod"]
+
+
+# --- HOST_DATA per role ------------------------------------------------------------
+
+
+def test_host_data_must_be_the_specs_for_the_pods_role(runs: Runs) -> None:
+    run_id = pod_isolated(runs)
+    # The executor pod's HOST_DATA presented as the driver's, and a made-up one.
+    for role, host_data in (("driver", H_EXECUTOR), ("driver", bytes(32))):
+        resp = TestPod(runs.emu, run_id, role=role, host_data=host_data).claim()
+        assert (resp.status_code, error_code(resp)) == (403, "attestation.host_data")
+    assert state(runs.emu, run_id) == "approved"
+    driver = TestPod(runs.emu, run_id, host_data=H_DRIVER)
+    assert driver.claim().status_code == 200
+    assert driver.release("customers_a").status_code == 200
+    as_executor = TestPod(runs.emu, run_id, role="executor", host_data=H_DRIVER)
+    resp = as_executor.attest("verifier")
+    assert (resp.status_code, error_code(resp)) == (403, "attestation.host_data")
+    executor = TestPod(runs.emu, run_id, role="executor", host_data=H_EXECUTOR)
+    assert executor.attest("verifier").status_code == 200
+    assert executor.release("customers_a").status_code == 200
+
+
+def test_owners_approve_only_a_complete_workload_and_approve_it_too(runs: Runs) -> None:
+    run_id = runs.submit(**runs.datasets(), workload={"isolation": "pod"})
+    resp = api(
+        runs.emu,
+        "owner:org-a",
+        "POST",
+        f"/runs/{run_id}/approvals",
+        {"envelope": runs.approval(run_id, "org-a")},
+    )
+    assert (resp.status_code, error_code(resp)) == (409, "run.workload_pending")
+    before = runs.signed(run_id).digest
+    workload = {"isolation": "pod", "host_data": {"driver": "11" * 32, "executor": "22" * 32}}
+    resp = api(runs.emu, "submitter", "POST", f"/runs/{run_id}/workload", workload)
+    assert resp.status_code == 200, resp.text
+    signed = runs.signed(run_id)
+    assert signed.digest == resp.json()["spec_digest"] != before
+    assert signed.spec.workload.host_data == {"driver": "11" * 32, "executor": "22" * 32}
+    runs.approve(run_id, "org-a")
+    # Once an owner approved, nobody can swap the pods under them.
+    other = {"isolation": "pod", "host_data": {"driver": "33" * 32, "executor": "22" * 32}}
+    resp = api(runs.emu, "operator", "POST", f"/runs/{run_id}/workload", other)
+    assert (resp.status_code, error_code(resp)) == (409, "run.approval_started")
+    assert runs.signed(run_id).digest == signed.digest
+
+
+# --- the declarative release policy, as composable checks --------------------------
+
+
+def appraisal(isolation: str = "pod", **launch: Any) -> Appraisal:
+    tee = load_tee_for_unit()
+    report = tee.report(
+        report_data=bytes(64),
+        measurement=EMULATED_MEASUREMENT,
+        host_data=bytes(32),
+        policy=launch.pop("policy", DEFAULT_GUEST_POLICY),
+        guest_svn=0,
+        vmpl=launch.pop("vmpl", 0),
+    )
+    parsed = AttestationReport.parse(report)
+    return Appraisal(EvidenceKind.EMULATED, isolation, parsed, tee.product)  # type: ignore[arg-type]
+
+
+_TEE: list[Any] = []
+
+
+def load_tee_for_unit() -> Any:
+    from jobruntime.attestation.emulated import EmulatedTee
+
+    if not _TEE:
+        _TEE.append(EmulatedTee.create())
+    return _TEE[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "launch", "error"),
+    [
+        ({}, {"policy": DEFAULT_GUEST_POLICY | MIGRATE_MA}, MigrationAgentError),
+        ({"allow_smt": False}, {}, SmtError),
+        ({"require_single_socket": True}, {}, SingleSocketError),
+        ({"chip_ids": ["ab" * 64]}, {}, ChipNotAllowedError),
+    ],
+)
+def test_release_policy_rules(change: dict[str, Any], launch: dict[str, Any], error: type) -> None:
+    policy = DEV_POLICY.model_copy(update=change)
+    with pytest.raises(error):
+        build(policy, load_tee_for_unit().product).verify(appraisal(**launch))
+
+
+def test_empty_policies_refuse() -> None:
+    with pytest.raises(EmptyPolicyError):
+        AllOf(()).verify(appraisal())
+    with pytest.raises(EmptyPolicyError):
+        ReportAllOf().verify(appraisal().report)
+
+
+def test_policy_accepts_what_it_names() -> None:
+    policy = DEV_POLICY.model_copy(
+        update={
+            "require_single_socket": True,
+            "allow_smt": False,
+            "chip_ids": [load_tee_for_unit().chip_id.hex()],
+            "vmpls": [0, 1],
+        }
+    )
+    launch = {"policy": (DEFAULT_GUEST_POLICY & ~(1 << 16)) | SINGLE_SOCKET, "vmpl": 1}
+    build(policy, load_tee_for_unit().product).verify(appraisal(**launch))

@@ -1,0 +1,72 @@
+"""The one definition of a pod's HOST_DATA, and the launcher that hands it to the emulated TEE."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobruntime.errors import ConfigError
+from jobruntime.workload.local import LocalPod, base_environment
+from jobruntime.workload.pod import ContainerLaunch, host_data
+
+
+def pod(tmp_path: Path, **change: object) -> list[ContainerLaunch]:
+    module = tmp_path / "job.py"
+    if not module.exists():
+        module.write_text("def run(ctx): pass\n")
+    agent = ContainerLaunch("agent", ("python", "-m", "agent"), {"A": "1"}, (module,))
+    values = {"name": "driver", "argv": ("spark-submit", "x.py"), "env": {"B": "2"}, "files": ()}
+    values.update(change)
+    return [agent, ContainerLaunch(**values)]  # type: ignore[arg-type]
+
+
+def test_host_data_is_32_bytes_and_stable(tmp_path: Path) -> None:
+    first = host_data(pod(tmp_path))
+    assert len(first) == 32 and first == host_data(pod(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"argv": ("spark-submit", "y.py")},
+        {"env": {"B": "3"}},
+        {"env": {"B": "2", "C": ""}},
+        {"name": "driver2"},
+    ],
+)
+def test_any_change_to_a_container_changes_host_data(tmp_path: Path, change: dict) -> None:
+    assert host_data(pod(tmp_path, **change)) != host_data(pod(tmp_path))
+
+
+def test_a_changed_byte_of_a_trusted_file_changes_host_data(tmp_path: Path) -> None:
+    before = host_data(pod(tmp_path))
+    (tmp_path / "job.py").write_text("def run(ctx): exfiltrate(ctx)\n")
+    assert host_data(pod(tmp_path)) != before
+
+
+def test_bad_pods_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        host_data([])
+    with pytest.raises(ConfigError):
+        host_data(pod(tmp_path, name="agent"))  # two containers named alike
+    with pytest.raises(ConfigError, match="cannot measure"):
+        host_data(pod(tmp_path, files=(tmp_path / "missing",)))
+
+
+def test_the_launcher_passes_host_data_and_drops_unmeasured_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOB_MODULE_PATH", "/somewhere/else.py")  # from the caller's shell
+    monkeypatch.setenv("JOBRUNTIME_DEV", "1")
+    assert "JOB_MODULE_PATH" not in base_environment()
+    probe = (
+        "import os, sys; g = os.environ.get; "
+        "sys.stdout.write(g('JOB_EMULATED_HOST_DATA', '-') + ' ' + g('JOB_MODULE_PATH', '-'))"
+    )
+    local = LocalPod.of([ContainerLaunch("probe", (sys.executable, "-c", probe), {"X": "1"})])
+    out = local.run("probe", capture_output=True, text=True, timeout=30, check=True).stdout
+    assert out == f"{local.host_data.hex()} -"
+    assert os.environ["JOB_MODULE_PATH"] == "/somewhere/else.py"  # the caller's is untouched
