@@ -9,6 +9,8 @@ Evidence comes from the emulated TEE with launch parameters the test chooses.
 from __future__ import annotations
 
 import secrets
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -157,6 +159,15 @@ def test_a_pod_that_did_not_claim_or_join_the_run_gets_no_session(runs: Runs) ->
     assert executor.release("customers_b").status_code == 200
     hb = executor.attest("heartbeat")
     assert (hb.status_code, error_code(hb)) == (403, "kms.pod_role")
+    # Outputs are published from the driver's commit only.
+    body = {
+        "session": executor.session("key-agent"),
+        "dataset": "overlap",
+        "version": 1,
+        "manifest_digest": "sha256:" + "ab" * 32,
+    }
+    resp = api(runs.emu, "verifier", "POST", "/datasets/publish", body)
+    assert (resp.status_code, error_code(resp)) == (403, "kms.pod_role")
     assert [e["dataset"] for e in events(runs.emu, run_id, "kms.released")] == ["customers_b"]
 
 
@@ -281,3 +292,111 @@ def test_policy_accepts_what_it_names() -> None:
     )
     launch = {"policy": (DEFAULT_GUEST_POLICY & ~(1 << 16)) | SINGLE_SOCKET, "vmpl": 1}
     build(policy, load_tee_for_unit().product).verify(appraisal(**launch))
+
+
+# --- run state moves forward only, compare-and-set (races an adversary can start) ---
+
+
+def post_approval(runs: Runs, run_id: str, owner: str, env: Any) -> Any:
+    return api(runs.emu, f"owner:{owner}", "POST", f"/runs/{run_id}/approvals", {"envelope": env})
+
+
+def test_an_approval_races_a_workload_swap_and_the_swap_never_wins_silently(runs: Runs) -> None:
+    """The owner signs digest D; a workload change racing it must not leave the run
+    approved with another spec (the attack: approved state, attacker's HOST_DATA)."""
+    honest = {"isolation": "pod", "host_data": {"driver": "11" * 32, "executor": "22" * 32}}
+    evil = {"isolation": "pod", "host_data": {"driver": "ee" * 32, "executor": "ef" * 32}}
+    for _ in range(12):
+        run_id = runs.submit(**runs.datasets(), workload=honest)
+        approvals = {o: runs.approval(run_id, o) for o in ("org-a", "org-b")}
+        signed = runs.signed(run_id).digest
+        post_approval(runs, run_id, "org-a", approvals["org-a"])
+        with ThreadPoolExecutor(2) as pool:
+            approve = pool.submit(post_approval, runs, run_id, "org-b", approvals["org-b"])
+            swap = pool.submit(
+                api, runs.emu, "submitter", "POST", f"/runs/{run_id}/workload", evil
+            )
+            approve.result(), swap.result()
+        with runs.emu.client("operator") as c:
+            status = c.status(run_id)
+        if status.state == "approved":
+            assert status.spec_digest == signed  # the owners' digest, never the swapped one
+        pod = TestPod(runs.emu, run_id, host_data=bytes.fromhex("ee" * 32))
+        assert pod.claim().status_code != 200
+
+
+def test_an_approval_of_an_older_digest_counts_for_nothing(runs: Runs) -> None:
+    run_id = runs.submit(**runs.datasets(), workload={"isolation": "pod"})
+    first = {"isolation": "pod", "host_data": {"driver": "11" * 32, "executor": "22" * 32}}
+    assert api(runs.emu, "submitter", "POST", f"/runs/{run_id}/workload", first).ok
+    stale = runs.approval(run_id, "org-a")
+    second = {"isolation": "pod", "host_data": {"driver": "33" * 32, "executor": "22" * 32}}
+    assert api(runs.emu, "submitter", "POST", f"/runs/{run_id}/workload", second).ok
+    resp = post_approval(runs, run_id, "org-a", stale)
+    assert (resp.status_code, error_code(resp)) == (400, "approval.invalid")
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).approved_by == {"org-a": 0, "org-b": 0}
+
+
+def test_a_finished_run_cannot_be_approved_claimed_or_keyed_again(runs: Runs) -> None:
+    run_id, pod = claimed(runs)
+    assert pod.release("customers_a").status_code == 200
+    final = {"state": "failed", "final": True}
+    send_final(runs, pod, run_id, final)
+    assert state(runs.emu, run_id) == "failed"
+    late = post_approval(runs, run_id, "org-a", runs.approval(run_id, "org-a"))
+    assert (late.status_code, error_code(late)) == (409, "run.failed")
+    assert state(runs.emu, run_id) == "failed"
+    again = TestPod(runs.emu, run_id).claim()
+    assert (again.status_code, error_code(again)) == (409, "claim.replayed")
+    old = pod.release("customers_b")
+    assert (old.status_code, error_code(old)) == (409, "kms.run_finished")
+    assert [e["dataset"] for e in events(runs.emu, run_id, "kms.released")] == ["customers_a"]
+
+
+def test_an_approval_racing_a_cancel_never_undoes_it(runs: Runs) -> None:
+    for _ in range(12):
+        run_id = runs.submit(**runs.datasets())
+        late = runs.approval(run_id, "org-b")
+        post_approval(runs, run_id, "org-a", runs.approval(run_id, "org-a"))
+        with ThreadPoolExecutor(2) as pool:
+            cancel = pool.submit(
+                api, runs.emu, "operator", "POST", f"/runs/{run_id}/cancel", {"reason": "r"}
+            )
+            pool.submit(post_approval, runs, run_id, "org-b", late).result()
+            answered = cancel.result()
+        if answered.status_code == 200:
+            assert answered.json()["state"] == "cancelled"
+            assert state(runs.emu, run_id) == "cancelled"
+            assert TestPod(runs.emu, run_id).claim().status_code == 409
+
+
+def test_keys_need_the_approvals_of_the_runs_current_digest_whatever_its_state(
+    runs: Runs,
+) -> None:
+    """Defence in depth: a run whose stored state says approved (a state bug, simulated by
+    writing the database) but whose approvals do not cover its digest gets no session."""
+    run_id = runs.submit(**runs.datasets())
+    db = sqlite3.connect(runs.emu.state / "emulator.db")
+    try:
+        db.execute("UPDATE runs SET state = 'approved' WHERE run_id = ?", (run_id,))
+        db.commit()
+    finally:
+        db.close()
+    resp = TestPod(runs.emu, run_id).attest("verifier")
+    assert (resp.status_code, error_code(resp)) == (409, "kms.not_approved")
+    assert state(runs.emu, run_id) == "approved"
+    assert events(runs.emu, run_id, "run.claimed") == []
+
+
+def send_final(runs: Runs, pod: TestPod, run_id: str, fields: dict[str, Any]) -> None:
+    from jobruntime.controlplane.api import Heartbeat, SignedHeartbeat
+    from jobruntime.keyrelease import jwe
+    from jobruntime.spec.codec import canonical
+    from jobruntime.spec.models import utcnow
+
+    beat = Heartbeat(run_id=run_id, seq=0, at=utcnow(), **fields)
+    token = pod.session("heartbeat")
+    signed = SignedHeartbeat(session=token, jws=jwe.sign(pod.keys["heartbeat"], canonical(beat)))
+    resp = api(runs.emu, "verifier", "POST", f"/runs/{run_id}/heartbeats", signed.model_dump())
+    assert resp.status_code == 200, resp.text

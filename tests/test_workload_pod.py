@@ -61,12 +61,16 @@ def test_the_launcher_passes_host_data_and_drops_unmeasured_settings(
 ) -> None:
     monkeypatch.setenv("JOB_MODULE_PATH", "/somewhere/else.py")  # from the caller's shell
     monkeypatch.setenv("JOBRUNTIME_DEV", "1")
-    assert "JOB_MODULE_PATH" not in base_environment()
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # a sitecustomize.py could sit there
+    monkeypatch.setenv("LD_PRELOAD", "/nonexistent.so")
+    inherited = base_environment()
+    assert not {"JOB_MODULE_PATH", "JOBRUNTIME_DEV", "PYTHONPATH", "LD_PRELOAD"} & set(inherited)
     probe = (
         "import os, sys; g = os.environ.get; "
-        "sys.stdout.write(g('JOB_EMULATED_HOST_DATA', '-') + ' ' + g('JOB_MODULE_PATH', '-'))"
+        "sys.stdout.write(' '.join(g(k, '-') for k in "
+        "('JOB_EMULATED_HOST_DATA', 'JOB_MODULE_PATH', 'PYTHONPATH', 'X')))"
     )
     local = LocalPod.of([ContainerLaunch("probe", (sys.executable, "-c", probe), {"X": "1"})])
     out = local.run("probe", capture_output=True, text=True, timeout=30, check=True).stdout
-    assert out == f"{local.host_data.hex()} -"
+    assert out == f"{local.host_data.hex()} - - 1"
     assert os.environ["JOB_MODULE_PATH"] == "/somewhere/else.py"  # the caller's is untouched

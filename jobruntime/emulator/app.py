@@ -44,6 +44,7 @@ from jobruntime.emulator.context import ERRORS, ApiError, Context, error_respons
 from jobruntime.emulator.state import (
     Principal,
 )
+from jobruntime.emulator.store import StateConflictError
 from jobruntime.errors import JobRuntimeError
 from jobruntime.signing import approvals, envelope
 from jobruntime.spec.codec import canonical, sha256_digest
@@ -90,6 +91,10 @@ def create_app(state_dir: Path) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StateConflictError)
+    async def _conflict(_: Request, exc: StateConflictError) -> JSONResponse:
+        return error_response(409, "run.state_conflict", str(exc))
 
     @app.exception_handler(JobRuntimeError)
     async def _runtime_error(_: Request, exc: JobRuntimeError) -> JSONResponse:
@@ -209,51 +214,76 @@ def create_app(state_dir: Path) -> FastAPI:
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}/approvals", tags=["approvals"])
     def approve(run_id: str, req: ApprovalRequest, who: Principal = Owner) -> ApprovalResponse:
-        """Accept one owner's signature over the exact spec digest."""
+        """Accept one owner's signature over the exact spec digest.
+
+        Decided inside one transaction on a fresh read of the run: an approval counts
+        only for the digest it signs, while the run still waits for approvals, and the
+        move to ``approved`` is a compare-and-set, so no concurrent workload change,
+        cancel or finish can be undone or slipped under the owner's signature.
+        """
         now = utcnow()
-        row = load_run(run_id, who)
-        spec = JobRunSpec.model_validate_json(row["spec"])
-        try:
-            owner, keyids = approvals.check_approval(
-                req.envelope, spec, row["spec_digest"], trust_root, now
-            )
-        except JobRuntimeError as exc:
-            with store.tx() as db:
-                store.audit(db, now, "approval.rejected", run_id, who.name, {"reason": exc.code})
-            raise
-        if owner != who.org:
-            raise ApiError(403, "auth.forbidden", f"{who.name} may not approve for {owner}")
-        state = RunState(row["state"])
-        if state is RunState.CANCELLED or state is RunState.CLAIMED:
-            raise ApiError(409, f"run.{state.value}", f"{run_id} is {state.value}")
-        if not spec.workload.complete:
-            raise ApiError(
-                409,
-                "run.workload_pending",
-                f"{run_id} does not name its pods' HOST_DATA yet: nothing to approve",
-            )
+        load_run(run_id, who)
+        refusal: tuple[int, str, str] | None = None
         with store.tx() as db:
-            for keyid in sorted(keyids):
-                db.execute(
-                    "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)",
-                    (run_id, keyid, owner, json.dumps(req.envelope, sort_keys=True)),
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            spec = JobRunSpec.model_validate_json(row["spec"])
+            # 1. A valid signature by one owner over this run's current digest.
+            try:
+                owner, keyids = approvals.check_approval(
+                    req.envelope, spec, row["spec_digest"], trust_root, now
                 )
-            store.audit(
-                db,
-                now,
-                "run.approved",
-                run_id,
-                who.name,
-                {"owner": owner, "keyids": sorted(keyids)},
-            )
-            rows = db.execute("SELECT envelope FROM approvals WHERE run_id = ?", (run_id,))
-            tally = approvals.tally(
-                [json.loads(r["envelope"]) for r in rows], spec, row["spec_digest"], trust_root, now
-            )
-            if all(t.met for t in tally.owners.values()):
-                state = RunState.APPROVED
-                store.set_state(db, run_id, state)
-                store.audit(db, now, "run.fully_approved", run_id, "control-plane", {})
+            except JobRuntimeError as exc:
+                rejected: JobRuntimeError | None = exc
+            else:
+                rejected = None
+            state = RunState(row["state"])
+            # 2. The caller is that owner; the run still takes approvals; its pods are named.
+            if rejected is not None:
+                store.audit(
+                    db, now, "approval.rejected", run_id, who.name, {"reason": rejected.code}
+                )
+                refusal = (400, rejected.code, rejected.message)
+            elif owner != who.org:
+                refusal = (403, "auth.forbidden", f"{who.name} may not approve for {owner}")
+            elif state not in (RunState.PENDING_APPROVAL, RunState.APPROVED):
+                refusal = (409, f"run.{state.value}", f"{run_id} is {state.value}")
+            elif not spec.workload.complete:
+                refusal = (
+                    409,
+                    "run.workload_pending",
+                    f"{run_id} does not name its pods' HOST_DATA yet: nothing to approve",
+                )
+            if refusal is None:
+                for keyid in sorted(keyids):
+                    db.execute(
+                        "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)",
+                        (run_id, keyid, owner, json.dumps(req.envelope, sort_keys=True)),
+                    )
+                store.audit(
+                    db,
+                    now,
+                    "run.approved",
+                    run_id,
+                    who.name,
+                    {"owner": owner, "keyids": sorted(keyids), "spec_digest": row["spec_digest"]},
+                )
+                # 3. Counted against the same row: approvals of an older digest do not count.
+                rows = db.execute("SELECT envelope FROM approvals WHERE run_id = ?", (run_id,))
+                tally = approvals.tally(
+                    [json.loads(r["envelope"]) for r in rows],
+                    spec,
+                    row["spec_digest"],
+                    trust_root,
+                    now,
+                )
+                if state is RunState.PENDING_APPROVAL and all(
+                    t.met for t in tally.owners.values()
+                ):
+                    state = RunState.APPROVED
+                    store.set_state(db, run_id, state, expect=[RunState.PENDING_APPROVAL])
+                    store.audit(db, now, "run.fully_approved", run_id, "control-plane", {})
+        if refusal is not None:
+            raise ApiError(*refusal)
         return ApprovalResponse(run_id=run_id, owner=owner, keyid=sorted(keyids)[0], state=state)
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}/claim", tags=["runs"])
@@ -301,6 +331,7 @@ def create_app(state_dir: Path) -> FastAPI:
                     db,
                     run_id,
                     RunState.CLAIMED,
+                    expect=[RunState.APPROVED],
                     claim_id=req.claim_id,
                     claimed_at=now.isoformat(),
                     claim_receipt=json.dumps(signed),
@@ -330,18 +361,32 @@ def create_app(state_dir: Path) -> FastAPI:
         """
         now = utcnow()
         row = load_run(run_id, who)
-        if RunState(row["state"]) is not RunState.PENDING_APPROVAL or store.approvals(run_id):
-            raise ApiError(409, "run.approval_started", f"{run_id} already has approvals")
         spec = JobRunSpec.model_validate_json(row["spec"]).model_copy(update={"workload": req})
         spec = JobRunSpec.model_validate(spec.model_dump())  # re-validated as a whole
         payload = canonical(spec)
         digest = sha256_digest(payload)
         signed = envelope.dumps(envelope.sign(payload, envelope.SPEC_TYPE, [key]))
         with store.tx() as db:
-            db.execute(
-                "UPDATE runs SET spec = ?, envelope = ?, spec_digest = ? WHERE run_id = ?",
-                (payload.decode(), signed, digest, run_id),
+            # Compare-and-set on the digest read above, while nothing is approved yet: an
+            # approval (or another workload) in between makes this a conflict, never a swap.
+            cur = db.execute(
+                "UPDATE runs SET spec = ?, envelope = ?, spec_digest = ? WHERE run_id = ?"
+                " AND state = ? AND spec_digest = ?"
+                " AND NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = ?)",
+                (
+                    payload.decode(),
+                    signed,
+                    digest,
+                    run_id,
+                    RunState.PENDING_APPROVAL.value,
+                    row["spec_digest"],
+                    run_id,
+                ),
             )
+            if cur.rowcount != 1:
+                raise ApiError(
+                    409, "run.approval_started", f"{run_id} already has approvals or moved on"
+                )
             store.audit(
                 db,
                 now,
@@ -359,19 +404,27 @@ def create_app(state_dir: Path) -> FastAPI:
     @app.post(f"{API_PREFIX}/runs/{{run_id}}/cancel", tags=["runs"])
     def cancel(run_id: str, req: CancelRequest, who: Principal = Canceller) -> RunStatus:
         now = utcnow()
-        row = load_run(run_id, who)
-        if RunState(row["state"]) in (RunState.SUCCEEDED, RunState.FAILED):
-            raise ApiError(409, "run.finished", f"{run_id} has already finished")
-        if RunState(row["state"]) is not RunState.CANCELLED:
-            with store.tx() as db:
+        load_run(run_id, who)
+        refusal: tuple[int, str, str] | None = None
+        with store.tx() as db:
+            # Decided on a fresh read in the same transaction as the write.
+            state = RunState(
+                db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+            )
+            if state in (RunState.SUCCEEDED, RunState.FAILED):
+                refusal = (409, "run.finished", f"{run_id} has already finished")
+            elif state is not RunState.CANCELLED:
                 store.set_state(
                     db,
                     run_id,
                     RunState.CANCELLED,
+                    expect=[state],
                     cancelled_at=now.isoformat(),
                     cancel_reason=req.reason,
                 )
                 store.audit(db, now, "run.cancelled", run_id, who.name, {"reason": req.reason})
+        if refusal is not None:
+            raise ApiError(*refusal)
         return status_of(load_run(run_id, who))
 
     @app.get(f"{API_PREFIX}/audit", tags=["audit"])

@@ -52,6 +52,10 @@ def register(app: FastAPI, ctx: Context) -> None:
             if state is not RunState.CLAIMED:
                 code = "kms.run_cancelled" if state is RunState.CANCELLED else "kms.run_finished"
                 raise ApiError(409, code, f"{run['run_id']} is {state.value}, not running")
+            if publish and session.role != "driver":
+                # Outputs are published by the commit on the driver: only the claiming
+                # pod's key agent (the only driver-role one) records a new version.
+                raise ApiError(403, "kms.pod_role", "only the driver pod publishes outputs")
             spec = JobRunSpec.model_validate_json(run["spec"])
             names = spec.outputs if publish else (*spec.inputs, *spec.outputs)
             found = next((d for d in names if d.name == ref.dataset), None)

@@ -161,6 +161,7 @@ def _finish(
         db,
         beat.run_id,
         final,
+        expect=[RunState.CLAIMED],
         finished_at=now.isoformat(),
         outcome_reason=reason,
         outputs=json.dumps([o.model_dump() for o in beat.outputs]),
@@ -215,6 +216,7 @@ def expire(
                     db,
                     row["run_id"],
                     RunState.FAILED,
+                    expect=[RunState.CLAIMED],
                     finished_at=now.isoformat(),
                     outcome_reason="heartbeat-timeout",
                 )

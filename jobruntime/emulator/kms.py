@@ -204,6 +204,10 @@ def register(app: FastAPI, ctx: Context) -> None:
                 )
         if fault:
             raise deny(*fault)
+        # 1b. The owners approved exactly the spec the run has now (whatever its state says).
+        unapproved = sessions.approvals_fault(ctx, row, spec, now)
+        if unapproved and RunState(row["state"]) in (RunState.APPROVED, RunState.CLAIMED):
+            raise deny(409, "kms.not_approved", unapproved)
         # 2. Genuine evidence (signature, chain, TCB) whose REPORT_DATA binds this nonce,
         #    run, signed spec, pod, role, purpose and ephemeral key.
         try:
@@ -326,6 +330,9 @@ def register(app: FastAPI, ctx: Context) -> None:
             raise deny(409, "kms.run_cancelled", f"{run_id} is cancelled")
         if state is not RunState.CLAIMED:
             raise deny(409, "kms.run_finished", f"{run_id} is {state.value}, not running")
+        unapproved = sessions.approvals_fault(ctx, row, spec, now)
+        if unapproved:
+            raise deny(409, "kms.not_approved", unapproved)
         # 3. The dataset is one the signed spec names.
         dataset = spec.dataset(req.dataset)
         if dataset is None:

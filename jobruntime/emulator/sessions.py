@@ -25,6 +25,7 @@ from jobruntime.emulator.context import ApiError, Context
 from jobruntime.errors import ConfigError
 from jobruntime.keyrelease import jwe
 from jobruntime.keyrelease.policy import Appraisal
+from jobruntime.signing import approvals
 from jobruntime.spec.models import JobRunSpec
 
 ATTEST_POLICIES = "attest-policies.json"
@@ -107,6 +108,18 @@ def require(
         raise ApiError(403, *fault)
     assert session is not None
     return session
+
+
+def approvals_fault(ctx: Context, run: Any, spec: JobRunSpec, now: datetime) -> str | None:
+    """Defence in depth: why the run's current spec digest lacks its owners' approvals.
+
+    The run's state says "approved", but keys go out only if the approvals stored for
+    the run still verify against the exact digest the run now has.
+    """
+    stored = [json.loads(r["envelope"]) for r in ctx.store.approvals(run["run_id"])]
+    tally = approvals.tally(stored, spec, run["spec_digest"], ctx.trust_root, now)
+    short = [t.owner for t in tally.owners.values() if not t.met]
+    return f"not approved by {', '.join(short)} for {run['spec_digest'][:19]}…" if short else None
 
 
 def claim_refusal(state: RunState, run_id: str) -> tuple[int, str, str] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -157,9 +157,32 @@ class Store:
         entries = [AuditEntry.model_validate_json(r["entry"]) for r in rows]
         return [e for e in entries if run_id is None or e.run_id == run_id]
 
-    def set_state(self, db: sqlite3.Connection, run_id: str, state: RunState, **cols: Any) -> None:
+    def set_state(
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        state: RunState,
+        *,
+        expect: Iterable[RunState],
+        **cols: Any,
+    ) -> None:
+        """Compare-and-set: move ``run_id`` to ``state`` only from one of ``expect``.
+
+        Run state only moves forward; a transition decided on a stale read (another
+        request changed the run in between) fails here instead of undoing the change.
+        """
+        allowed = [s.value for s in expect]
         sets = ", ".join(["state = ?", *(f"{c} = ?" for c in cols)])
-        db.execute(
-            f"UPDATE runs SET {sets} WHERE run_id = ?",  # noqa: S608 - column names are ours
-            (state.value, *cols.values(), run_id),
+        marks = ", ".join("?" for _ in allowed)
+        cur = db.execute(
+            f"UPDATE runs SET {sets} WHERE run_id = ? AND state IN ({marks})",  # noqa: S608 - ours
+            (state.value, *cols.values(), run_id, *allowed),
         )
+        if cur.rowcount != 1:
+            raise StateConflictError(
+                f"{run_id} is no longer {' or '.join(allowed)}: not moved to {state.value}"
+            )
+
+
+class StateConflictError(Exception):
+    """A run's state changed under a transition (the caller answers 409)."""

@@ -1,10 +1,11 @@
 """``ctx``: what a job module's ``run(ctx)`` gets, and the only way it touches data.
 
 Reads and writes name datasets by the logical names the signed spec declares;
-anything else is refused before any I/O. ``ctx`` holds no key, no token and no
-socket a job could use: master keys stay in the key agent, which only wraps and
-unwraps KEKs for the spec's datasets, and the agent's address is private to the
-data source.
+anything else is refused before any I/O. ``ctx`` offers no key, no token and no
+socket: master keys stay in the key agent, which only wraps and unwraps KEKs of the
+spec's datasets. The agent's address is private to the data source (and in the
+query plan's options); code running in the driver could still find it, and through
+it unwrap KEKs of the run's inputs it may read anyway, never a master key.
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ def run() -> int:
     )
     spec = bundle.verified.spec
     socket = _env("JOB_KEYAGENT_SOCKET")
+    del os.environ["JOB_KEYAGENT_SOCKET"]  # ctx's data source knows it; the module need not
     path = pinned.module_path(spec.module.import_name)
     # 2. The module is the one verified, byte for byte, and it imports.
     module = job_module.load(path, spec.module)

@@ -95,6 +95,12 @@ class KeyAgentUnavailableError(KeyAgentError):
     code = "keyagent.unavailable"
 
 
+class BusyError(KeyAgentUnavailableError):
+    """The agent has as many connections open as it serves at once."""
+
+    code = "keyagent.busy"
+
+
 class KeySourceError(KeyAgentError):
     """The key source failed unexpectedly or returned something that is not a key."""
 

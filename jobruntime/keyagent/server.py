@@ -26,6 +26,7 @@ from jobruntime.errors import JobRuntimeError
 from jobruntime.keyagent.cache import KeyCache
 from jobruntime.keyagent.errors import (
     BadRequestError,
+    BusyError,
     NoRegistryError,
     PeerRefusedError,
     RequestTooLargeError,
@@ -83,12 +84,14 @@ class KeyAgentServer:
         *,
         require_memory_fs: bool = True,
         idle_timeout: float = 300.0,
+        max_connections: int = 64,
     ) -> None:
         self.socket_path = Path(os.path.abspath(socket_path))
         self._cache = KeyCache(source)
         self._source = source
         self._uid = os.geteuid()
         self._idle_timeout = idle_timeout
+        self._max_connections = max_connections
         self._listener, self._file_id = open_listener(self.socket_path, memory_fs=require_memory_fs)
         self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -187,7 +190,15 @@ class KeyAgentServer:
             if self._closed:
                 conn.close()
                 return
-            self._conns[conn] = thread
+            busy = len(self._conns) >= self._max_connections
+            if not busy:
+                self._conns[conn] = thread
+        if busy:  # a bounded number of threads, whatever a local peer opens
+            log.warning("refused a connection: %d already open", self._max_connections)
+            with contextlib.suppress(OSError):
+                conn.sendall(encode(error_body(BusyError("too many open connections"))))
+            conn.close()
+            return
         thread.start()
 
     def _serve_connection(self, conn: socket.socket) -> None:

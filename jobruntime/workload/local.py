@@ -6,9 +6,13 @@ the value to the emulated TEE of each process it starts through
 the host hands HOST_DATA to the firmware. The guest never chooses it: a pod started
 with anything changed is measured again and gets another value.
 
-Each process gets only the measured environment plus what any process needs to run
-here (PATH, HOME, Java, Python, the locale); every other ``JOB_*`` and ``JOBRUNTIME_*``
-variable of the caller's environment is dropped so nothing unmeasured leaks in.
+Each process gets only its measured environment plus a short allow-list of the
+machine's own settings that cannot change what runs (home, locale, time zone, temp
+directory, user) and the storage credential (storage is untrusted by design: every
+byte read back is authenticated). Nothing else of the caller's environment
+(``PYTHONPATH``, ``LD_PRELOAD``, ``JAVA_TOOL_OPTIONS``, ``SPARK_*``, ``JOB_*``...)
+reaches a pod's process: what could change its code or configuration is measured or
+absent.
 """
 
 from __future__ import annotations
@@ -23,13 +27,18 @@ from typing import Any
 from jobruntime.attestation.providers.choose import EMULATED_HOST_DATA_ENV
 from jobruntime.workload.pod import ContainerLaunch, host_data
 
-_UNMEASURED_PREFIXES = ("JOB_", "JOBRUNTIME_")
+_MACHINE = frozenset({"HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "TERM"})
+_STORAGE_CREDENTIAL = "JOBRUNTIME_AZURE_CONNECTION_STRING"
 
 
 def base_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without any of our settings (they must be measured)."""
-    env = dict(os.environ if environ is None else environ)
-    return {k: v for k, v in env.items() if not k.startswith(_UNMEASURED_PREFIXES)}
+    """What a pod's process inherits unmeasured from this machine: the allow-list only."""
+    env = os.environ if environ is None else environ
+    return {
+        k: v
+        for k, v in env.items()
+        if k in _MACHINE or k.startswith("LC_") or k == _STORAGE_CREDENTIAL
+    }
 
 
 @dataclass(frozen=True)

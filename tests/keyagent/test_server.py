@@ -9,6 +9,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from jobruntime.errors import AttestationError
 from jobruntime.keyagent.cache import KeyCache
 from jobruntime.keyagent.client import AgentKeyOps, KeyAgentClient
 from jobruntime.keyagent.errors import (
+    BusyError,
     KeyAgentError,
     KeyAgentUnavailableError,
     KeyMismatchError,
@@ -477,3 +479,34 @@ def test_client_refuses_an_agent_of_another_uid(
     monkeypatch.setattr(os, "geteuid", lambda: 4242)  # as if the reader ran as uid 4242
     with pytest.raises(PeerRefusedError, match="runs as uid 0"):
         KeyAgentClient(server.socket_path).key_check("a", KID)
+
+
+def test_connections_beyond_the_cap_are_refused_not_threaded(agent: AgentFactory) -> None:
+    """A local peer opening connections without end gets a bounded number of threads."""
+    server = agent(CountingSource({"sales": KEY}), max_connections=2)
+    held = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(server.socket_path))
+        held.append(s)
+    client = KeyAgentClient(server.socket_path)
+    deadline = time.monotonic() + 10
+    refused: BusyError | None = None
+    while refused is None:  # the two held connections are registered by the accept thread
+        try:
+            client.health()
+        except BusyError as exc:
+            refused = exc
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert refused.remote_code == "keyagent.busy"
+    for s in held:
+        s.close()
+    deadline = time.monotonic() + 10
+    while True:  # closed connections free their slots
+        try:
+            assert client.health()["ok"] is True
+            break
+        except BusyError:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
