@@ -19,9 +19,10 @@ from jobruntime.attestation.providers.emulated import (
     EmulatedProvider,
     load_tee,
 )
-from jobruntime.controlplane.api import Purpose
+from jobruntime.controlplane.api import PublishVersion, Purpose
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.keyrelease import jwe
 from jobruntime.keyrelease.binding import Binding, PodIdentity
 from jobruntime.keyrelease.jwe import EphemeralKey
 from jobruntime.keyrelease.session import AttestedSession, new_pod_id
@@ -116,6 +117,22 @@ class TestPod:
                 return resp
         body = {"claim_id": claim_id or secrets.token_hex(32), "session": self.tokens["verifier"]}
         return api(self.emu, "verifier", "POST", f"/runs/{self.run_id}/claim", body)
+
+    def publish(
+        self, dataset: str, version: int, digest: str, *, sign: bool = True
+    ) -> requests.Response:
+        """Record a dataset version as this pod's key agent does (signed by its bound key)."""
+        request = PublishVersion(
+            session=self.session("key-agent"),
+            dataset=dataset,
+            version=version,
+            manifest_digest=digest,
+        )
+        if sign:
+            key = self.keys["key-agent"]
+            request.signature = jwe.sign(key, request.statement(self.run_id))
+        body = request.model_dump(exclude_none=True)
+        return api(self.emu, "verifier", "POST", "/datasets/publish", body)
 
     def release(self, dataset: str, purpose: str = "key-agent") -> requests.Response:
         body = {"session": self.session(purpose), "dataset": dataset}

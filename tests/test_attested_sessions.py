@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 
 from jobruntime.attestation.emulated import DEFAULT_GUEST_POLICY
 from jobruntime.attestation.errors import (
@@ -26,8 +27,10 @@ from jobruntime.attestation.errors import (
 from jobruntime.attestation.policy import AllOf as ReportAllOf
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
 from jobruntime.attestation.report import AttestationReport
-from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy
+from jobruntime.controlplane.api import EvidenceKind, PublishVersion, ReleasePolicy
 from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.keyrelease import jwe
+from jobruntime.keyrelease.jwe import EphemeralKey
 from jobruntime.keyrelease.policy import AllOf, Appraisal, build
 from tests.conftest import DEV_POLICY, Runs
 from tests.sessions import TestPod, api, error_code
@@ -313,9 +316,7 @@ def test_an_approval_races_a_workload_swap_and_the_swap_never_wins_silently(runs
         post_approval(runs, run_id, "org-a", approvals["org-a"])
         with ThreadPoolExecutor(2) as pool:
             approve = pool.submit(post_approval, runs, run_id, "org-b", approvals["org-b"])
-            swap = pool.submit(
-                api, runs.emu, "submitter", "POST", f"/runs/{run_id}/workload", evil
-            )
+            swap = pool.submit(api, runs.emu, "submitter", "POST", f"/runs/{run_id}/workload", evil)
             approve.result(), swap.result()
         with runs.emu.client("operator") as c:
             status = c.status(run_id)
@@ -400,3 +401,102 @@ def send_final(runs: Runs, pod: TestPod, run_id: str, fields: dict[str, Any]) ->
     signed = SignedHeartbeat(session=token, jws=jwe.sign(pod.keys["heartbeat"], canonical(beat)))
     resp = api(runs.emu, "verifier", "POST", f"/runs/{run_id}/heartbeats", signed.model_dump())
     assert resp.status_code == 200, resp.text
+
+
+def test_a_success_naming_a_version_another_party_published_ends_failed(runs: Runs) -> None:
+    """The outcome names outputs this run's own key agent published, nothing else."""
+    uri = f"file:///data/o-{secrets.token_hex(4)}"
+    run_id = runs.approved(**runs.datasets(uris={"overlap": uri}))
+    pod = TestPod(runs.emu, run_id)
+    assert pod.claim().status_code == 200
+    overlap = runs.signed(run_id).spec.dataset("overlap")
+    assert overlap is not None
+    digest = "sha256:" + "ab" * 32
+    body = {"uri": overlap.uri, "key_id": overlap.key_id, "version": 1, "manifest_digest": digest}
+    assert api(runs.emu, "owner:org-a", "POST", "/datasets/publish", body).status_code == 200
+    outputs = [{"dataset": "overlap", "version": 1, "manifest_digest": digest}]
+    send_final(runs, pod, run_id, {"state": "succeeded", "final": True, "outputs": outputs})
+    with runs.emu.client("operator") as c:
+        status = c.status(run_id)
+    assert status.state == "failed"
+    assert status.outcome_reason == (
+        "run.output_mismatch: overlap v1 is not the last version this run published"
+    )
+
+
+def test_the_outcome_is_this_runs_publishes_whatever_was_published_since(runs: Runs) -> None:
+    """A run's real success stands after another publish to the same dataset; a success
+    that leaves out what the run published does not."""
+    uri = f"file:///data/o-{secrets.token_hex(4)}"
+    datasets = runs.datasets(uris={"overlap": uri})
+    overlap = next(d for d in datasets["outputs"] if d["name"] == "overlap")
+    outcomes = []
+    for report in (True, False):
+        run_id = runs.approved(**datasets)
+        pod = TestPod(runs.emu, run_id)
+        assert pod.claim().status_code == 200
+        version = 1 + (0 if report else 2)
+        digest = "sha256:" + f"{version:02x}" * 32
+        assert pod.publish("overlap", version, digest).status_code == 200
+        # Someone else publishes the next version of the same dataset meanwhile.
+        other = {"uri": uri, "key_id": overlap["key_id"], "version": version + 1}
+        other["manifest_digest"] = "sha256:" + "ee" * 32
+        assert api(runs.emu, "owner:org-a", "POST", "/datasets/publish", other).status_code == 200
+        named = [{"dataset": "overlap", "version": version, "manifest_digest": digest}]
+        final = {"state": "succeeded", "final": True, "outputs": named if report else []}
+        send_final(runs, pod, run_id, final)
+        with runs.emu.client("operator") as c:
+            status = c.status(run_id)
+        outcomes.append((status.state.value, status.outcome_reason))
+    assert outcomes == [
+        ("succeeded", None),
+        ("failed", "run.output_mismatch: overlap v3 was published by this run but not reported"),
+    ]
+
+
+def test_a_publish_needs_the_key_agents_signature_not_just_its_session_token(
+    runs: Runs,
+) -> None:
+    run_id, pod = claimed(runs)
+    digest = "sha256:" + "ab" * 32
+    unsigned = pod.publish("overlap", 1, digest, sign=False)
+    assert (unsigned.status_code, error_code(unsigned)) == (403, "dataset.unsigned")
+    forged = PublishVersion(
+        session=pod.session("key-agent"), dataset="overlap", version=1, manifest_digest=digest
+    )
+    forged.signature = jwe.sign(EphemeralKey(), forged.statement(run_id))
+    resp = api(runs.emu, "verifier", "POST", "/datasets/publish", forged.model_dump())
+    assert (resp.status_code, error_code(resp)) == (403, "dataset.forged")
+    # Signed for another version than the one asked for.
+    other = forged.model_copy(update={"version": 2})
+    other.signature = jwe.sign(pod.keys["key-agent"], forged.statement(run_id))
+    resp = api(runs.emu, "verifier", "POST", "/datasets/publish", other.model_dump())
+    assert (resp.status_code, error_code(resp)) == (403, "dataset.forged")
+    assert events(runs.emu, run_id, "dataset.published") == []
+    assert pod.publish("overlap", 1, digest).status_code == 200
+
+
+def test_huge_and_malformed_bodies_are_refused_before_parsing(runs: Runs) -> None:
+    run_id = runs.approved()
+    huge = {"claim_id": "ab" * 32, "session": "x" * (3 * 1024 * 1024)}
+    for path in (
+        f"/runs/{run_id}/claim",
+        "/kms/attest",
+        "/kms/release",
+        f"/runs/{run_id}/workload",
+    ):
+        resp = api(runs.emu, "verifier", "POST", path, huge)
+        assert (resp.status_code, error_code(resp)) == (413, "request.too_large")
+    deep = "[" * 50_000 + "]" * 50_000
+    resp = requests.post(
+        f"{runs.emu.url}/v1/runs/{run_id}/workload",
+        data=deep,
+        headers={
+            "Authorization": f"Bearer {runs.emu.token('submitter')}",
+            "Content-Type": "application/json",
+        },
+        timeout=10,
+    )
+    assert resp.status_code in (400, 422)
+    assert "error" in resp.json()  # the API's error body, never a framework default
+    assert state(runs.emu, run_id) == "approved"

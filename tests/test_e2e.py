@@ -133,6 +133,18 @@ def test_overlap_on_local2_equals_pandas(world: World, overlap_run: SubmitResult
         status = c.status(overlap_run.run_id)
     assert status.state is RunState.SUCCEEDED
     assert [o.dataset for o in status.outputs] == ["overlap"]
+    # HOST_DATA bound, one key agent, one release per dataset per pod.
+    attested = audit(world, overlap_run.run_id, "run.attested")
+    assert {(a["purpose"], a["role"]) for a in attested} == {
+        ("verifier", "driver"),
+        ("key-agent", "driver"),
+        ("heartbeat", "driver"),
+    }
+    assert len({a["host_data"] for a in attested}) == 1
+    assert attested[0]["host_data"] != "00" * 32
+    released = [(r["pod"], r["dataset"]) for r in audit(world, overlap_run.run_id, "kms.released")]
+    assert sorted(released) == sorted(set(released))
+    assert {d for _, d in released} == {"customers_a", "customers_b", "overlap"}
 
 
 def test_no_plaintext_or_key_bytes_in_anything_the_run_wrote(

@@ -74,3 +74,11 @@ def test_the_launcher_passes_host_data_and_drops_unmeasured_settings(
     out = local.run("probe", capture_output=True, text=True, timeout=30, check=True).stdout
     assert out == f"{local.host_data.hex()} - - 1"
     assert os.environ["JOB_MODULE_PATH"] == "/somewhere/else.py"  # the caller's is untouched
+
+
+def test_the_launcher_measures_at_every_launch(tmp_path: Path) -> None:
+    """A trusted file changed after the spec named the pod: the launch carries another value."""
+    local = LocalPod.of(pod(tmp_path))
+    named = local.host_data
+    (tmp_path / "job.py").write_text("def run(ctx): exfiltrate(ctx)\n")
+    assert local.environment("agent")["JOB_EMULATED_HOST_DATA"] != named.hex()

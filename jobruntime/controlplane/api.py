@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import Name, RunId, Sha256Hex
 
 API_PREFIX = "/v1"
@@ -247,7 +248,7 @@ class DatasetRef(_Wire):
     """Which dataset: an owner names its URI; a pod names a dataset of its attested run."""
 
     uri: str | None = Field(default=None, max_length=2048)
-    session: str | None = None
+    session: str | None = Field(default=None, max_length=256)
     dataset: Name | None = None
 
 
@@ -255,6 +256,22 @@ class PublishVersion(DatasetRef):
     key_id: str | None = None
     version: Annotated[int, Field(ge=1)]
     manifest_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    signature: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="a pod's compact JWS over statement(run_id), by its session's bound key",
+    )
+
+    def statement(self, run_id: str) -> bytes:
+        """What a pod signs: this version of this dataset, for this run (RFC 8785)."""
+        return canonical(
+            {
+                "dataset": self.dataset,
+                "manifest_digest": self.manifest_digest,
+                "run_id": run_id,
+                "version": self.version,
+            }
+        )
 
 
 class DatasetVersion(_Wire):

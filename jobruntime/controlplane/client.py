@@ -109,10 +109,11 @@ class ControlPlaneClient:
         self._retry_for = retry_for
         self._backoff = backoff
         self._session = requests.Session()
+        # Not from the environment: $REQUESTS_CA_BUNDLE would replace even a per-request
+        # verify=True, and $HTTPS_PROXY would route us; only the given CA bundle counts.
+        self._session.trust_env = False
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._session.headers["User-Agent"] = "jobruntime-client/1"
-        # Passed on each request: a Session-level value loses to $REQUESTS_CA_BUNDLE,
-        # which whoever controls the pod's environment could point at their own CA.
         self._verify: str | bool = str(ca_bundle) if ca_bundle else True
         self._adapter = HTTPAdapter()
         self._session.mount("http://", self._adapter)

@@ -21,6 +21,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobruntime.controlplane.api import (
     API_PREFIX,
@@ -41,6 +42,7 @@ from jobruntime.controlplane.api import (
 )
 from jobruntime.emulator import datasets, heartbeats, kms, sessions
 from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
+from jobruntime.emulator.limits import BodyLimit
 from jobruntime.emulator.state import (
     Principal,
 )
@@ -87,6 +89,12 @@ def create_app(state_dir: Path) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (unknown route, unparsable body) in the API's shape.
+        return error_response(exc.status_code, f"http.{exc.status_code}", str(exc.detail)[:200])
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -276,9 +284,7 @@ def create_app(state_dir: Path) -> FastAPI:
                     trust_root,
                     now,
                 )
-                if state is RunState.PENDING_APPROVAL and all(
-                    t.met for t in tally.owners.values()
-                ):
+                if state is RunState.PENDING_APPROVAL and all(t.met for t in tally.owners.values()):
                     state = RunState.APPROVED
                     store.set_state(db, run_id, state, expect=[RunState.PENDING_APPROVAL])
                     store.audit(db, now, "run.fully_approved", run_id, "control-plane", {})

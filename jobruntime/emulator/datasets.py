@@ -8,6 +8,7 @@ the datasets of their run (reading inputs and outputs, publishing outputs only).
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 
 from fastapi import FastAPI
@@ -23,15 +24,33 @@ from jobruntime.controlplane.api import (
 from jobruntime.emulator import sessions
 from jobruntime.emulator.context import ApiError, Context
 from jobruntime.emulator.state import Principal
+from jobruntime.errors import JobRuntimeError
 from jobruntime.spec.models import JobRunSpec, utcnow
+
+
+def signed_by_session(ref: DatasetRef, session: sessions.Session) -> None:
+    if not isinstance(ref, PublishVersion) or ref.signature is None:
+        raise ApiError(403, "dataset.unsigned", "a pod's publish is signed by its session key")
+    try:
+        payload = session.verify(ref.signature)
+    except JobRuntimeError:
+        payload = b""
+    if not hmac.compare_digest(payload, ref.statement(session.run_id)):
+        raise ApiError(403, "dataset.forged", "the publish is not signed by the attested key")
 
 
 def register(app: FastAPI, ctx: Context) -> None:
     store = ctx.store
     caller = ctx.dependency(Role.OWNER, Role.OPERATOR, Role.VERIFIER)
 
-    def resolve(ref: DatasetRef, who: Principal, publish: bool) -> tuple[str, str | None]:
-        """(uri, key id from the run's spec, if a pod asks) after checking who may."""
+    def resolve(
+        ref: DatasetRef, who: Principal, publish: bool
+    ) -> tuple[str, str | None, str | None]:
+        """(uri, and if a pod asks: the key id from its run's spec and the run id).
+
+        A pod's publish must also carry its key agent's signature over the version
+        (``PublishVersion.statement``): a leaked session token alone publishes nothing.
+        """
         if who.role is Role.VERIFIER:
             if not ref.session or not ref.dataset:
                 raise ApiError(400, "request.invalid", "a pod names its session and dataset")
@@ -65,10 +84,12 @@ def register(app: FastAPI, ctx: Context) -> None:
                     "kms.dataset_not_in_spec",
                     f"{ref.dataset} is not a dataset this run may {'write' if publish else 'read'}",
                 )
-            return found.uri, found.key_id
+            if publish:
+                signed_by_session(ref, session)
+            return found.uri, found.key_id, session.run_id
         if not ref.uri:
             raise ApiError(400, "request.invalid", "name the dataset by its uri")
-        return ref.uri, None
+        return ref.uri, None, None
 
     def current(db: sqlite3.Connection | None, uri: str) -> sqlite3.Row | None:
         if db is None:
@@ -84,7 +105,7 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.post(f"{API_PREFIX}/datasets/latest", tags=["datasets"])
     def latest(ref: DatasetRef, who: Principal = caller) -> DatasetVersion:
-        uri, _ = resolve(ref, who, publish=False)
+        uri, _, _ = resolve(ref, who, publish=False)
         row = current(None, uri)
         if row is None or not owns(who, row["key_id"]):
             raise ApiError(404, "dataset.unknown", "no version is recorded for this dataset")
@@ -101,7 +122,7 @@ def register(app: FastAPI, ctx: Context) -> None:
         """Record a new latest version: exactly one more than the recorded one."""
         if who.role is Role.OPERATOR:
             raise ApiError(403, "auth.forbidden", "operators do not publish datasets")
-        uri, spec_key = resolve(req, who, publish=True)
+        uri, spec_key, run_id = resolve(req, who, publish=True)
         key_id = spec_key or req.key_id
         if not key_id or not owns(who, key_id):
             raise ApiError(403, "auth.forbidden", f"{who.name} may not publish under this key")
@@ -123,11 +144,16 @@ def register(app: FastAPI, ctx: Context) -> None:
                 "INSERT OR REPLACE INTO dataset_versions VALUES (?, ?, ?, ?, ?)",
                 (uri, key_id, req.version, req.manifest_digest, now.isoformat()),
             )
+            # Which run published which version: a run's outcome names its own.
+            db.execute(
+                "INSERT INTO dataset_publishes VALUES (?, ?, ?, ?)",
+                (uri, req.version, req.manifest_digest, run_id),
+            )
             store.audit(
                 db,
                 now,
                 "dataset.published",
-                None,
+                run_id,
                 who.name,
                 {"uri": uri, "version": req.version, "manifest": req.manifest_digest},
             )

@@ -177,19 +177,34 @@ def _finish(
 
 
 def _output_mismatch(db: sqlite3.Connection, spec: JobRunSpec, beat: Heartbeat) -> str | None:
+    """Why the outputs a success names are not exactly the versions this run published.
+
+    Each named version must be one this run's key agent published (whatever was
+    published to the dataset since), and every output the run published must be
+    named, at the last version it published.
+    """
     declared = {d.name: d for d in spec.outputs}
-    for out in beat.outputs:
-        dataset = declared.get(out.dataset)
-        if dataset is None:
-            return f"{out.dataset} is not an output"
-        row = db.execute(
-            "SELECT version, manifest_digest FROM dataset_versions WHERE uri = ?", (dataset.uri,)
+    named = {o.dataset: o for o in beat.outputs}
+    if len(named) != len(beat.outputs):
+        return "an output is named twice"
+    for name in named.keys() - declared.keys():
+        return f"{name} is not an output"
+    for name, dataset in sorted(declared.items()):
+        mine = db.execute(
+            "SELECT version, manifest_digest FROM dataset_publishes"
+            " WHERE uri = ? AND run_id = ? ORDER BY version DESC LIMIT 1",
+            (dataset.uri, beat.run_id),
         ).fetchone()
-        if row is None or (row["version"], row["manifest_digest"]) != (
+        out = named.get(name)
+        if out is None:
+            if mine is not None:
+                return f"{name} v{mine['version']} was published by this run but not reported"
+            continue
+        if mine is None or (mine["version"], mine["manifest_digest"]) != (
             out.version,
             out.manifest_digest,
         ):
-            return f"{out.dataset} v{out.version} is not the recorded latest version"
+            return f"{name} v{out.version} is not the last version this run published"
     return None
 
 

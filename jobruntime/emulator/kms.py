@@ -61,7 +61,7 @@ from jobruntime.keyrelease.binding import Binding
 from jobruntime.keyrelease.policy import Appraisal, check_release
 from jobruntime.spec.models import JobRunSpec, utcnow
 
-SESSION_TTL = timedelta(hours=1)
+MAX_OPEN_NONCES = 256
 
 
 def trusted_chains(state_dir: Path) -> tuple[list[ProductChain], bool]:
@@ -148,6 +148,16 @@ def register(app: FastAPI, ctx: Context) -> None:
         now = utcnow()
         nonce = secrets.token_hex(32)
         with store.tx() as db:
+            # Expired nonces go; a run has a bounded number outstanding at once.
+            db.execute("DELETE FROM kms_nonces WHERE expires_at < ?", (now.isoformat(),))
+            (open_,) = db.execute(
+                "SELECT COUNT(*) FROM kms_nonces WHERE run_id = ? AND used_at IS NULL",
+                (req.run_id,),
+            ).fetchone()
+            if open_ >= MAX_OPEN_NONCES:
+                raise ApiError(
+                    429, "kms.too_many_challenges", "too many unused nonces for this run"
+                )
             db.execute(
                 "INSERT INTO kms_nonces VALUES (?, ?, ?, NULL)",
                 (nonce, req.run_id, (now + nonce_ttl).isoformat()),
@@ -236,7 +246,9 @@ def register(app: FastAPI, ctx: Context) -> None:
         except JobRuntimeError as exc:
             raise deny(403, exc.code, exc.message) from None
         token = secrets.token_urlsafe(32)
-        expires = min(now + SESSION_TTL, spec.validity.expires)
+        # A session lives as long as the run may: it dies with the run's state (finished,
+        # cancelled) long before that, and a pod cannot open a second one.
+        expires = spec.validity.expires
         measurement = verified.report.measurement.hex()
         with store.tx() as db:
             # 5. The run's state and this pod's place in it, decided with the insert.

@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS dataset_versions (
     manifest_digest TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dataset_publishes (
+    uri TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    run_id TEXT,
+    PRIMARY KEY (uri, version)
+);
 CREATE TABLE IF NOT EXISTS liveness (
     run_id TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL,
@@ -104,6 +111,7 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        _migrate(self._db)
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._key = signing_key
@@ -186,3 +194,19 @@ class Store:
 
 class StateConflictError(Exception):
     """A run's state changed under a transition (the caller answers 409)."""
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a state directory of an earlier version up to this schema.
+
+    Sessions of the earlier schema named no pod or role: they are dropped (a pod
+    attests again); runs gain the column that records the claiming pod.
+    """
+
+    def columns(table: str) -> set[str]:
+        return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+    if columns("kms_sessions") and "pod_id" not in columns("kms_sessions"):
+        db.execute("DROP TABLE kms_sessions")
+    if columns("runs") and "claim_pod" not in columns("runs"):
+        db.execute("ALTER TABLE runs ADD COLUMN claim_pod TEXT")

@@ -143,7 +143,8 @@ def driver_container(plan: PodPlan, submit_argv: Sequence[str], conf_dir: Path) 
         JOB_MODULE_PATH=str(plan.module),
         JOB_TRUST_ROOT=str(plan.trust_root),
     )
-    return ContainerLaunch(DRIVER, tuple(submit_argv), env, (plan.module, plan.trust_root))
+    conf = tuple(sorted(p for p in conf_dir.iterdir() if p.is_file()))  # Spark's settings
+    return ContainerLaunch(DRIVER, tuple(submit_argv), env, (plan.module, plan.trust_root, *conf))
 
 
 def driver_pod(plan: PodPlan, submit_argv: Sequence[str], conf_dir: Path) -> LocalPod:

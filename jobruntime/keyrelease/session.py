@@ -85,11 +85,12 @@ class AttestedSession:
         return (found.version, found.manifest_digest) if found else None
 
     def record_version(self, dataset: str, version: int, digest: str) -> None:
-        self._client.publish_version(
-            PublishVersion(
-                session=self._session(), dataset=dataset, version=version, manifest_digest=digest
-            )
+        """Publish a version, signed by the ephemeral key: the token alone publishes nothing."""
+        request = PublishVersion(
+            session=self._session(), dataset=dataset, version=version, manifest_digest=digest
         )
+        signature = self.sign(request.statement(self.run_id))
+        self._client.publish_version(request.model_copy(update={"signature": signature}))
 
     def sign(self, payload: bytes) -> str:
         """A compact JWS by the ephemeral key this session's evidence bound."""

@@ -21,7 +21,6 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from jobruntime.attestation.providers.choose import EMULATED_HOST_DATA_ENV
@@ -51,8 +50,9 @@ class LocalPod:
     def of(cls, containers: Sequence[ContainerLaunch]) -> LocalPod:
         return cls(tuple(containers))
 
-    @cached_property
+    @property
     def host_data(self) -> bytes:
+        """Measured now, from the files as they are: at every launch, as a host would."""
         return host_data(self.containers)
 
     def container(self, name: str) -> ContainerLaunch:
