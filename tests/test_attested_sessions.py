@@ -500,3 +500,14 @@ def test_huge_and_malformed_bodies_are_refused_before_parsing(runs: Runs) -> Non
     assert resp.status_code in (400, 422)
     assert "error" in resp.json()  # the API's error body, never a framework default
     assert state(runs.emu, run_id) == "approved"
+
+
+def test_a_run_has_a_bounded_number_of_open_nonces(runs: Runs) -> None:
+    run_id = runs.approved()
+    for _ in range(256):
+        assert api(runs.emu, "verifier", "POST", "/kms/challenge", {"run_id": run_id}).ok
+    resp = api(runs.emu, "verifier", "POST", "/kms/challenge", {"run_id": run_id})
+    assert (resp.status_code, error_code(resp)) == (429, "kms.too_many_challenges")
+    # Another run is not starved by this one.
+    other = runs.approved()
+    assert api(runs.emu, "verifier", "POST", "/kms/challenge", {"run_id": other}).ok
