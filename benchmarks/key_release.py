@@ -42,7 +42,7 @@ KEK = os.urandom(32)
 
 
 def ms(samples: list[float]) -> str:
-    return f"median {statistics.median(samples) * 1000:7.2f} ms  max {max(samples) * 1000:7.2f} ms"
+    return f"median {statistics.median(samples) * 1000:8.3f} ms  max {max(samples) * 1000:8.3f} ms"
 
 
 def main() -> int:

@@ -76,7 +76,7 @@ def main() -> int:
     med = statistics.median(process)
     print(f"job-verifier pod container, start to bundle ({n} runs): {summary(process)}")
     print(f"baseline python -c pass:                       {summary(python)}")
-    print(f"verify_run in-process (the checks + 2 HTTP):   {summary(inproc)}")
+    print(f"verify_run in-process (checks + 4 HTTP calls): {summary(inproc)}")
     print(
         f"ratio verifier / bare interpreter: {med / statistics.median(python):.1f}x; "
         f"import and start-up share: {1 - statistics.median(inproc) / med:.0%}"
