@@ -58,3 +58,15 @@ def flip_byte(doc: Doc) -> Doc:
     i = raw.index(b'"nonce":"') + len(b'"nonce":"')
     raw[i] = ord("0") if raw[i] != ord("0") else ord("1")
     return with_payload(doc, bytes(raw))
+
+
+def spellings(secret: bytes) -> list[bytes]:
+    """Every way a key could be spelled in an answer, a log or a file."""
+    return [
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        base64.b64encode(secret),
+        base64.urlsafe_b64encode(secret),
+        base64.b64encode(secret).rstrip(b"="),
+    ]

@@ -4,7 +4,6 @@ other key ids)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jobruntime.dataset.versions import local_versions
 from jobruntime.storage.uri import open_storage
 from tests.dataset.conftest import Agent, AgentFactory, Relay, key_id, sales_table
+from tests.tamper import spellings
 
 
 @pytest.fixture
@@ -25,17 +25,6 @@ def relay(agent: Agent) -> Iterator[Relay]:
     r = Relay(agent.socket)
     yield r
     r.close()
-
-
-def spellings(secret: bytes) -> list[bytes]:
-    return [
-        secret,
-        secret.hex().encode(),
-        secret.hex().upper().encode(),
-        base64.b64encode(secret),
-        base64.urlsafe_b64encode(secret),
-        base64.b64encode(secret).rstrip(b"="),
-    ]
 
 
 def derived(dataset: str, key: bytes) -> list[bytes]:

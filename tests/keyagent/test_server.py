@@ -37,6 +37,7 @@ from jobruntime.keyagent.protocol import MAX_REQUEST
 from jobruntime.keyagent.server import KeyAgentServer
 from jobruntime.keyagent.source import StaticKeySource
 from tests.keyagent.conftest import AgentFactory, CountingSource
+from tests.tamper import spellings as forms
 
 KEY = bytes(range(32))
 KID = "org-a/sales"
@@ -61,18 +62,6 @@ def raw(path: Path, payload: bytes) -> tuple[list[dict[str, Any]], bytes]:
 def ask(path: Path, **request: Any) -> dict[str, Any]:
     (answer,), _ = raw(path, json.dumps(request).encode() + b"\n")
     return answer
-
-
-def forms(secret: bytes) -> list[bytes]:
-    """Every way a key could be spelled in an answer."""
-    return [
-        secret,
-        secret.hex().encode(),
-        secret.hex().upper().encode(),
-        base64.b64encode(secret),
-        base64.urlsafe_b64encode(secret),
-        base64.b64encode(secret).rstrip(b"="),
-    ]
 
 
 def test_socket_is_0600_in_a_new_0700_dir(agent: AgentFactory, shm_dir: Path) -> None:
