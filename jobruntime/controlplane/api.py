@@ -296,7 +296,7 @@ class OwnerAccessResponse(_Wire):
 
 class Heartbeat(_Wire):
     run_id: RunId
-    seq: Annotated[int, Field(ge=0)]
+    seq: Annotated[int, Field(ge=0, le=2**31)]
     at: datetime
     state: Literal["starting", "running", "succeeded", "failed", "cancelled"]
     progress: Progress = Field(default_factory=Progress)

@@ -32,6 +32,8 @@ from jobruntime.errors import JobRuntimeError
 from jobruntime.spec.models import JobRunSpec, utcnow
 
 TIMEOUT_FACTOR = 3.0
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_AGE = timedelta(hours=2)  # a sidecar's backlog (360 beats) at up to 20 s apart
 _FINISHED = (RunState.SUCCEEDED, RunState.FAILED)
 
 
@@ -61,6 +63,10 @@ def accept(
         ) from None
     if beat.run_id != session.run_id or (run_id is not None and run_id != beat.run_id):
         raise ApiError(403, "heartbeat.forged", "the heartbeat names another run")
+    # 1b. Its time is ours within the skew, and no older than a full sidecar backlog.
+    if not now - MAX_AGE <= beat.at <= now + CLOCK_SKEW:
+        ctx.audit(now, "heartbeat.refused", beat.run_id, actor, {"reason": "heartbeat.clock"})
+        raise ApiError(409, "heartbeat.clock", "the heartbeat's time is outside the window")
     with store.tx() as db:
         run = db.execute("SELECT * FROM runs WHERE run_id = ?", (beat.run_id,)).fetchone()
         state = RunState(run["state"])

@@ -33,6 +33,7 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
 ) -> None:
+    os.umask(0o077)  # the database (every master key), its WAL files and logs: ours alone
     app = create_app(state_dir)
     sock = bind(host, port)
     scheme = "https" if tls_cert else "http"

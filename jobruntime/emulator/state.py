@@ -81,7 +81,8 @@ def init_state(state_dir: Path, owners: list[str], algorithm: Algorithm = "ed255
     """Create keys, tokens and the trust root; refuse to overwrite an existing state."""
     if (state_dir / TOKENS).exists():
         raise ConfigError(f"{state_dir} already holds an emulator state")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir.chmod(0o700)
     cp = SigningKey.generate(algorithm)
     cp.save(state_dir / CONTROL_PLANE_KEY)
     keys = [trusted(cp)]

@@ -108,6 +108,9 @@ CREATE TABLE IF NOT EXISTS audit (
 class Store:
     def __init__(self, path: Path, signing_key: SigningKey) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if f.exists():
+                f.chmod(0o600)  # it holds every master key
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

@@ -30,6 +30,7 @@ from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy, RunState
 from jobruntime.dataset.owner import describe
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import ConfigError, NotFoundError
+from jobruntime.fsutil import open_private
 from jobruntime.job import driver, pods
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
@@ -211,7 +212,7 @@ def heartbeat_sidecar(
     pod: LocalPod, interval: float, log_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The heartbeat sidecar beside the driver; it exits after the driver's final word."""
-    with log_path.open("wb") as log:
+    with open_private(log_path) as log:
         proc = pod.start(pods.HEARTBEAT, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc
@@ -271,7 +272,7 @@ def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
                         plan.state / "runs" / f"heartbeat-{work.name}.log",
                     )
                 )
-                with step(f"spark-submit on {plan.master}"), log.open("wb") as out:
+                with step(f"spark-submit on {plan.master}"), open_private(log) as out:
                     code = run.driver.run(
                         pods.DRIVER, stdout=out, stderr=subprocess.STDOUT, timeout=3600
                     ).returncode

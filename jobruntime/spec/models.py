@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -40,7 +41,16 @@ def _utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
-Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+SafeInt = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
+"""Integers RFC 8785 (I-JSON) can carry exactly; larger ones are refused, not a 500."""
+def _float_only(value: object) -> object:
+    if isinstance(value, int):  # an int out of SafeInt's range must not become a float
+        raise ValueError("integers must be within +-2^53")
+    return value
+
+
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False), BeforeValidator(_float_only)]
+Scalar = StrictBool | SafeInt | FiniteFloat | StrictStr
 ParamValue = Scalar | list[Scalar]
 
 

@@ -1,0 +1,79 @@
+"""Limits and state on disk (part of the control-plane issue): refused with codes, never a 500."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from jobruntime.controlplane.api import Heartbeat, SignedHeartbeat
+from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.keyrelease import jwe
+from jobruntime.spec.codec import canonical
+from jobruntime.spec.models import utcnow
+from tests.conftest import Runs
+from tests.sessions import TestPod, api, error_code
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_emulators_state_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    with EmulatorProcess(tmp_path / "emu") as emu:
+        runs = Runs(emu, tmp_path)
+        runs.approved()  # writes through the WAL
+        state = emu.state
+        assert mode(state) == 0o700
+        for name in ("emulator.db", "emulator.db-wal", "emulator.db-shm", "tokens.json"):
+            if (state / name).exists():
+                assert mode(state / name) == 0o600, name
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, -(2**53) - 1])
+def test_integers_beyond_ijson_are_refused_not_a_500(runs: Runs, value: int) -> None:
+    body = runs.request().model_dump(mode="json", exclude_none=True)
+    body["parameters"] = {"k": value}
+    resp = api(runs.emu, "submitter", "POST", "/runs", body)
+    assert (resp.status_code, error_code(resp)) == (422, "request.invalid")
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_not_a_500(runs: Runs, text: str) -> None:
+    body = runs.request().model_dump(mode="json", exclude_none=True)
+    raw = json.dumps(body).replace('"k": 10', f'"k": {text}')
+    resp = requests.post(
+        f"{runs.emu.url}/v1/runs",
+        data=raw,
+        headers={
+            "Authorization": f"Bearer {runs.emu.token('submitter')}",
+            "Content-Type": "application/json",
+        },
+        timeout=10,
+    )
+    assert resp.status_code in (400, 422), resp.text
+    assert "error" in resp.json()
+
+
+@pytest.mark.parametrize("offset", [timedelta(hours=1), -timedelta(hours=3)])
+def test_a_heartbeat_from_the_future_or_too_old_is_refused(runs: Runs, offset: timedelta) -> None:
+    run_id = runs.approved()
+    pod = TestPod(runs.emu, run_id)
+    assert pod.claim().status_code == 200
+    token = pod.session("heartbeat")
+    beat = Heartbeat(run_id=run_id, seq=0, at=utcnow() + offset, state="running")
+    signed = SignedHeartbeat(session=token, jws=jwe.sign(pod.keys["heartbeat"], canonical(beat)))
+    resp = api(runs.emu, "verifier", "POST", f"/runs/{run_id}/heartbeats", signed.model_dump())
+    assert (resp.status_code, error_code(resp)) == (409, "heartbeat.clock")
+    # A sequence number near 2^53 (to lock the real sidecar out) is not a heartbeat.
+    huge = beat.model_dump(mode="json") | {"seq": 2**53 - 1, "at": utcnow().isoformat()}
+    jws = jwe.sign(pod.keys["heartbeat"], canonical(huge))
+    body = {"session": token, "jws": jws}
+    resp = api(runs.emu, "verifier", "POST", f"/runs/{run_id}/heartbeats", body)
+    assert resp.status_code == 403
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).last_heartbeat_at is None
