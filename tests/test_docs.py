@@ -19,3 +19,16 @@ def test_openapi_document_is_current() -> None:
 def test_error_code_table_is_current() -> None:
     text = DOC.read_text()
     assert render(text) == text, "run `.venv/bin/python scripts/gen_docs.py`"
+
+
+def test_every_error_code_is_unique_with_one_exit_code() -> None:
+    from jobruntime.errors import all_error_types
+    from scripts.gen_docs import _import_everything
+
+    _import_everything()
+    seen: dict[str, str] = {}
+    for cls in all_error_types():
+        if not cls.__module__.startswith(("jobruntime", "verifier", "heartbeat")):
+            continue
+        where = f"{cls.__module__}.{cls.__name__}"
+        assert seen.setdefault(cls.code, where) == where, f"{cls.code}: {seen[cls.code]}, {where}"

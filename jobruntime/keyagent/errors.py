@@ -129,9 +129,3 @@ class NoRegistryError(KeyAgentError):
     """This agent's key source keeps no record of dataset versions."""
 
     code = "keyagent.no_registry"
-
-
-class VersionConflictError(KeyAgentError):
-    """A version was recorded out of order (another writer got there first)."""
-
-    code = "dataset.version_conflict"

@@ -20,8 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
+from jobruntime.dataset.errors import VersionConflictError
 from jobruntime.errors import ConfigError
-from jobruntime.keyagent.errors import KeySourceError, NoSuchKeyError, VersionConflictError
+from jobruntime.keyagent.errors import KeySourceError, NoSuchKeyError
 
 
 @dataclass(frozen=True)
