@@ -16,7 +16,7 @@ from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.dataset import owner
 from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.dataset.registry import ControlPlaneRegistry
-from jobruntime.storage.uri import open_storage
+from jobruntime.storage.uri import canonical_uri, open_storage
 
 console = Console(stderr=True)
 
@@ -27,21 +27,26 @@ def register(sub: Any) -> None:
 
     e = ds.add_parser("encrypt", help="encrypt a CSV or Parquet file into a new dataset version")
     e.add_argument("source", type=Path)
-    e.add_argument("--to", required=True, help="dataset URI: a path, file:// or az://")
+    e.add_argument(
+        "--to",
+        required=True,
+        type=canonical_uri,
+        help="dataset URI: a path (made absolute), file:// or az://",
+    )
     e.add_argument("--key", required=True, help="the dataset master key id (ORG/NAME)")
     e.add_argument("--rows-per-file", type=int, default=1_000_000)
     add_connection(e, "")
     e.set_defaults(handler=encrypt)
 
     d = ds.add_parser("decrypt", help="decrypt the latest version into a file only you read")
-    d.add_argument("uri")
+    d.add_argument("uri", type=canonical_uri, help="dataset URI: a path, file:// or az://")
     d.add_argument("--to", type=Path, required=True, help="a .parquet or .csv file")
     d.add_argument("--key", required=True, help="the dataset master key id (ORG/NAME)")
     add_connection(d, "")
     d.set_defaults(handler=decrypt)
 
     i = ds.add_parser("inspect", help="manifest, schema, rows and version; no key, no values")
-    i.add_argument("uri")
+    i.add_argument("uri", type=canonical_uri, help="dataset URI: a path, file:// or az://")
     i.set_defaults(handler=inspect)
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from jobruntime.errors import ConfigError
 from jobruntime.job.submit import SubmitPlan, driver_reason, submit
+from jobruntime.storage.uri import canonical_uri
 
 console = Console(stderr=True, highlight=False)
 
@@ -84,8 +85,9 @@ def _param(text: str) -> bool | int | float | str:
 def run(args: argparse.Namespace) -> int:
     plan = SubmitPlan(
         module=args.module,
-        inputs=pairs(args.input, "--input"),
-        outputs=pairs(args.output, "--output"),
+        # Relative paths are resolved here, once: the spec holds canonical URIs only.
+        inputs={n: canonical_uri(u) for n, u in pairs(args.input, "--input").items()},
+        outputs={n: canonical_uri(u) for n, u in pairs(args.output, "--output").items()},
         params={k: _param(v) for k, v in pairs(args.param, "--param").items()},
         state=args.emulator_state,
         master=args.master,

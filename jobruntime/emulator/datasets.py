@@ -26,6 +26,8 @@ from jobruntime.emulator.context import ApiError, Context
 from jobruntime.emulator.state import Principal
 from jobruntime.errors import JobRuntimeError
 from jobruntime.spec.models import JobRunSpec, utcnow
+from jobruntime.storage.errors import StorageError
+from jobruntime.storage.uri import require_canonical
 
 
 def signed_by_session(ref: DatasetRef, session: sessions.Session) -> None:
@@ -89,7 +91,10 @@ def register(app: FastAPI, ctx: Context) -> None:
             return found.uri, found.key_id, session.run_id
         if not ref.uri:
             raise ApiError(400, "request.invalid", "name the dataset by its uri")
-        return ref.uri, None, None
+        try:
+            return require_canonical(ref.uri), None, None
+        except StorageError as exc:
+            raise ApiError(400, "dataset.uri_not_canonical", exc.message) from None
 
     def current(db: sqlite3.Connection | None, uri: str) -> sqlite3.Row | None:
         if db is None:

@@ -68,11 +68,22 @@ class JobModule(_Strict):
     entry: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "run"
 
 
+def _canonical_uri(value: str) -> str:
+    """One spelling per dataset: specs never hold a relative path or another spelling."""
+    from jobruntime.storage.errors import StorageError
+    from jobruntime.storage.uri import require_canonical
+
+    try:
+        return require_canonical(value)
+    except StorageError as exc:
+        raise ValueError(exc.message) from None
+
+
 class Dataset(_Strict):
     """A dataset the run reads or writes; the key id names its master key in the KMS."""
 
     name: Name
-    uri: Annotated[str, Field(min_length=1, max_length=2048)]
+    uri: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_canonical_uri)]
     key_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
     owner: Name
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from jobruntime.storage.base import Storage
 from jobruntime.storage.errors import StorageConfigError
@@ -34,6 +34,37 @@ class StorageConfig:
 
     azure_connection_string: str | None = field(default=None, repr=False)
     azure_credential: object | None = field(default=None, repr=False)
+
+
+def canonical_uri(text: str, *, base: Path | None = None) -> str:
+    """The one spelling of a dataset's URI, used in specs, manifests and the registry.
+
+    A plain path (relative to ``base``, default the working directory) becomes an
+    absolute ``file://`` URI with ``.`` and ``..`` resolved; ``file://`` paths are
+    normalised the same way; ``az://`` keeps its container and loses trailing slashes.
+    Only the command line takes relative paths: see :func:`require_canonical`.
+    """
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if not scheme:
+        path = Path(os.path.normpath((base or Path.cwd()) / Path(text).expanduser()))
+        return "file://" + quote(str(path))
+    if scheme == "file":
+        _local(parts, f"file://{parts.path}")  # absolute, no host
+        return "file://" + quote(os.path.normpath(unquote(parts.path)))
+    if scheme == "az":
+        prefix = unquote(parts.path).strip("/")
+        return f"az://{parts.netloc}/{quote(prefix)}" if prefix else f"az://{parts.netloc}"
+    return text.rstrip("/")
+
+
+def require_canonical(uri: str) -> str:
+    """Refuse a dataset URI that is not in its one canonical spelling (specs, the API)."""
+    if not urlsplit(uri).scheme or canonical_uri(uri) != uri:
+        raise StorageConfigError(
+            f"dataset URI {uri!r} is not canonical: name it as {canonical_uri(uri)!r}"
+        )
+    return uri
 
 
 def open_storage(uri: str, *, config: StorageConfig | None = None) -> Storage:

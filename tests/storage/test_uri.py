@@ -13,6 +13,7 @@ from jobruntime.storage.azure import (
     AzureBlobStorage,
     development_connection_string,
 )
+from jobruntime.storage.uri import canonical_uri, require_canonical
 from tests.azurite import AzuriteProcess
 
 ENV = ("JOBRUNTIME_AZURE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
@@ -114,3 +115,28 @@ def test_unusable_uris_are_config_errors(uri: str) -> None:
         open_storage(uri, config=config)
     assert info.value.exit_code == 23
     assert "pw@" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("/data/x/", "file:///data/x"),
+        ("file:///data/./a/../x", "file:///data/x"),
+        ("file:///data/a b", "file:///data/a%20b"),
+        ("az://container/prefix/", "az://container/prefix"),
+        ("az://container", "az://container"),
+    ],
+)
+def test_one_canonical_spelling_per_dataset(text: str, canonical: str) -> None:
+    assert canonical_uri(text) == canonical
+    assert require_canonical(canonical) == canonical
+
+
+def test_relative_paths_resolve_against_the_given_base(tmp_path: Path) -> None:
+    assert canonical_uri("./d/../x", base=tmp_path) == f"file://{tmp_path}/x"
+
+
+@pytest.mark.parametrize("text", ["x", "./x", "/data/x", "file:///data/./x", "az://c/p/"])
+def test_anything_but_the_canonical_spelling_is_refused_in_specs(text: str) -> None:
+    with pytest.raises(StorageConfigError, match="not canonical"):
+        require_canonical(text)

@@ -1,0 +1,51 @@
+"""One canonical URI per dataset: specs refuse other spellings, the command line resolves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from tests.conftest import DEV_POLICY, Runs
+from tests.sessions import api, error_code
+
+
+def test_a_spec_with_a_relative_or_respelled_uri_is_refused(runs: Runs) -> None:
+    for uri in ("data/a", "file:///data/./a", "/data/a"):
+        body = runs.request().model_dump(mode="json", exclude_none=True)
+        body["inputs"][0]["uri"] = uri
+        resp = api(runs.emu, "submitter", "POST", "/runs", body)
+        assert (resp.status_code, error_code(resp)) == (422, "request.invalid"), uri
+        assert "not canonical" in resp.json()["error"]["message"]
+
+
+def test_the_owner_api_refuses_another_spelling(runs: Runs) -> None:
+    body = {"uri": "file:///data/./x", "key_id": "org-a/x", "version": 1}
+    body["manifest_digest"] = "sha256:" + "ab" * 32
+    resp = api(runs.emu, "owner:org-a", "POST", "/datasets/publish", body)
+    assert (resp.status_code, error_code(resp)) == (400, "dataset.uri_not_canonical")
+
+
+def test_an_owner_names_a_dataset_by_any_path_and_gets_the_same_dataset(
+    runs: Runs, tmp_path: Path
+) -> None:
+    """Encrypt to a relative path, decrypt by its absolute file:// URI: one identity."""
+    key_id = "org-a/identity-" + tmp_path.name[-8:].replace("_", "-").lower()
+    with runs.emu.client("owner:org-a") as c:
+        c.create_key(key_id, DEV_POLICY)
+    src = tmp_path / "plain.csv"
+    pacsv.write_csv(pa.table({"id": [1, 2, 3]}), src)
+
+    def jr(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "jobruntime", *args, "--emulator-state", str(runs.emu.state)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    enc = jr("dataset", "encrypt", str(src), "--to", "./data/../ds", "--key", key_id)
+    assert enc.returncode == 0, enc.stderr
+    assert f"file://{tmp_path}/ds" in enc.stdout
+    dec = jr("dataset", "decrypt", f"file://{tmp_path}/ds", "--to", "out.csv", "--key", key_id)
+    assert dec.returncode == 0, dec.stderr
+    assert (tmp_path / "out.csv").read_text().splitlines()[1:] == ["1", "2", "3"]
