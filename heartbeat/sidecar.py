@@ -31,6 +31,7 @@ from heartbeat.progress import SparkProgress
 from jobruntime.controlplane.api import Heartbeat, HeartbeatAck, OutputReport, SignedHeartbeat
 from jobruntime.errors import ControlPlaneError, ControlPlaneUnavailableError, JobRuntimeError
 from jobruntime.keyrelease.session import AttestedSession
+from jobruntime.signing.orders import OrderError, verify_cancel
 from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import utcnow
@@ -71,6 +72,8 @@ class Sidecar:
         self._progress = progress
         self._backlog: deque[SignedHeartbeat] = deque(maxlen=settings.backlog)
         self._stop = threading.Event()
+        self._trust_root: TrustRoot | None = None
+        self._run_id: str | None = None
         self.sent = 0
         self.cancelled = False
 
@@ -81,10 +84,12 @@ class Sidecar:
         while not (self.settings.bundle_dir / BUNDLE_NAME).exists():
             if self._stop.wait(0.2):
                 raise JobRuntimeError("stopped before the verified bundle appeared")
-        # Re-verified against the pinned trust root before anything in it is used.
-        return load_bundle(
-            self.settings.bundle_dir, TrustRoot.load(self.settings.trust_root), now=utcnow()
-        )
+        # Re-verified against the pinned trust root before anything in it is used; the
+        # same root verifies the control plane's orders.
+        self._trust_root = TrustRoot.load(self.settings.trust_root)
+        bundle = load_bundle(self.settings.bundle_dir, self._trust_root, now=utcnow())
+        self._run_id = bundle.run_id
+        return bundle
 
     def run(self) -> int:
         bundle = self.wait_for_bundle()
@@ -159,9 +164,24 @@ class Sidecar:
                 return
             self._backlog.popleft()
             self.sent += 1
-            if ack.cancel and not self.cancelled:
+            if ack.cancel and not self.cancelled and self._order_verified(ack):
                 self.cancelled = True
                 self._stop_driver()
+
+    def _order_verified(self, ack: HeartbeatAck) -> bool:
+        """A cancel stops the driver only if the control plane signed it for this run.
+
+        The answer crossed the network (or a broker): an unsigned or forged cancel is
+        logged and ignored, never obeyed.
+        """
+        if self._trust_root is None or self._run_id is None:
+            return False
+        try:
+            verify_cancel(ack.order, self._trust_root, self._run_id, utcnow())
+        except OrderError as exc:
+            log.warning("ignored a cancel: %s", exc.one_line())
+            return False
+        return True
 
     def _outcome(self) -> tuple[str | None, str | None, list[OutputReport]]:
         """The driver's last word, if written: outcome, failure code, published outputs.

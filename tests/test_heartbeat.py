@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,77 @@ def test_control_plane_outage_keeps_a_backlog_that_arrives_later(tmp_path: Path)
             assert c.status(run_id).state is RunState.SUCCEEDED
     finally:
         emu.stop()
+
+
+class FlippingProxy:
+    """A hostile hop between the sidecar and the control plane: every heartbeat answer
+    comes back as an unsigned cancel (the attack that once stopped a driver)."""
+
+    def __init__(self, upstream: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import requests
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                resp = requests.post(
+                    upstream + self.path,
+                    data=body,
+                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                    timeout=10,
+                )
+                data = resp.content
+                if self.path.endswith("/heartbeats") and resp.ok:
+                    answer = json.loads(data) | {"cancel": True, "reason": "forged"}
+                    data = json.dumps(answer).encode()
+                    outer.flipped += 1
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.flipped = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_unsigned_cancel_from_the_network_stops_nothing(runs: Runs, pod: Any) -> None:
+    run_id, bundle, token = pod
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    (bundle / "driver.pid").write_text(str(driver.pid))
+    proxy = FlippingProxy(runs.emu.url)
+    argv = command(
+        bundle, proxy.url, token, runs.emu.state / "tee", 0.3, trust_root=runs.emu.trust_root
+    )
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, env={**os.environ, "JOBRUNTIME_DEV": "1"}, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while proxy.flipped < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proxy.flipped >= 5
+        assert driver.poll() is None  # still running: the forged cancel was ignored
+        # A real cancel (signed by the control plane) still gets through the same proxy.
+        with runs.emu.client("operator") as c:
+            c.cancel(run_id, "stop it")
+        assert driver.wait(15) == -signal.SIGTERM
+    finally:
+        driver.kill()
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        proxy.close()
+    assert "ignored a cancel: order.unverified" in err

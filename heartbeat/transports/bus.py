@@ -24,10 +24,12 @@ class ServiceBusHeartbeats:
             order = self._bus.poll_cancel(self._cancel_wait)
         except JobRuntimeError:
             order = None  # the heartbeat is out; the cancel queue is read again next time
+        envelope = order.get("order") if order else None
         return HeartbeatAck(
             accepted=True,
             cancel=order is not None,
             reason=str(order.get("reason")) if order else None,
+            order=envelope if isinstance(envelope, dict) else None,
         )
 
     def close(self) -> None:

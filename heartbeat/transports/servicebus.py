@@ -455,10 +455,17 @@ class ServiceBusHeartbeatConsumer:
             completed += accepted
         return completed
 
-    def send_cancel(self, run_id: str, reason: str) -> None:
-        """Order the run's sidecar to cancel: ``{"run_id": ..., "reason": ...}``."""
+    def send_cancel(self, run_id: str, reason: str, order: dict[str, Any] | None = None) -> None:
+        """Order the run's sidecar to cancel: ``{"run_id", "reason", "order"}``.
+
+        ``order`` is the control plane's signed cancel order: the sidecar acts on it
+        alone, so a message anyone put on the queue stops nothing.
+        """
         queue = f"{self.cancel_queue_prefix}{_check_run_id(run_id)}"
-        body = json.dumps({"run_id": run_id, "reason": reason}, separators=(",", ":")).encode()
+        fields: dict[str, Any] = {"run_id": run_id, "reason": reason}
+        if order is not None:
+            fields["order"] = order
+        body = json.dumps(fields, separators=(",", ":")).encode()
         message = ServiceBusMessage(
             body,
             correlation_id=run_id,

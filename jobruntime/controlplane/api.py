@@ -322,3 +322,8 @@ class HeartbeatAck(_Wire):
     run_id: str | None = None
     cancel: bool = False
     reason: str | None = None
+    order: dict[str, Any] | None = Field(
+        default=None,
+        description="with cancel: a DSSE envelope of a CancelOrder signed by the control plane;"
+        " a sidecar acts on nothing else",
+    )

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -29,6 +30,7 @@ from jobruntime.emulator import sessions
 from jobruntime.emulator.context import ApiError, Context
 from jobruntime.emulator.state import Principal
 from jobruntime.errors import JobRuntimeError
+from jobruntime.signing import orders
 from jobruntime.spec.models import JobRunSpec, utcnow
 
 TIMEOUT_FACTOR = 3.0
@@ -77,11 +79,16 @@ def accept(
                 _finish(db, ctx, beat, run, now, actor)
     if refusal:
         raise ApiError(*refusal)
+    if state is not RunState.CANCELLED:
+        return HeartbeatAck(accepted=True, run_id=beat.run_id)
+    # 5. A cancel is an order signed by the control plane: the sidecar acts on nothing else.
+    reason = run["cancel_reason"] or "cancelled"
     return HeartbeatAck(
         accepted=True,
         run_id=beat.run_id,
-        cancel=state is RunState.CANCELLED,
-        reason="cancelled" if state is RunState.CANCELLED else None,
+        cancel=True,
+        reason="cancelled",
+        order=orders.sign_cancel(ctx.key, beat.run_id, reason, now),
     )
 
 
@@ -291,7 +298,7 @@ def consume_servicebus(ctx: Context, connection_string: str, stop: threading.Eve
     """
     from heartbeat.transports.servicebus import ServiceBusHeartbeatConsumer
 
-    cancels: dict[str, str] = {}
+    cancels: dict[str, tuple[str, dict[str, Any] | None]] = {}
 
     def handle(body: bytes) -> bool:
         try:
@@ -299,7 +306,7 @@ def consume_servicebus(ctx: Context, connection_string: str, stop: threading.Eve
         except (ApiError, ValueError):
             return True
         if ack.cancel and ack.run_id:
-            cancels[ack.run_id] = ack.reason or "cancelled"  # sent after the receive
+            cancels[ack.run_id] = (ack.reason or "cancelled", ack.order)  # sent after the receive
         return True
 
     consumer = ServiceBusHeartbeatConsumer(connection_string, handle)
@@ -309,8 +316,8 @@ def consume_servicebus(ctx: Context, connection_string: str, stop: threading.Eve
             try:
                 consumer.poll(1.0)
                 while cancels:
-                    run_id, reason = cancels.popitem()
-                    consumer.send_cancel(run_id, reason)
+                    run_id, (reason, order) = cancels.popitem()
+                    consumer.send_cancel(run_id, reason, order)
             except JobRuntimeError:
                 stop.wait(1.0)  # the broker is away: try again, never give up
         consumer.close()

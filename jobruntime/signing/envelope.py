@@ -33,6 +33,7 @@ from jobruntime.spec.models import iso
 SPEC_TYPE = "application/vnd.jobruntime.spec+json"
 APPROVAL_TYPE = "application/vnd.jobruntime.approval+json"
 CLAIM_TYPE = "application/vnd.jobruntime.claim+json"
+ORDER_TYPE = "application/vnd.jobruntime.order+json"
 
 # Which failure explains a shortfall best: a forged signature beats a key problem,
 # which beats a key nobody trusts.
@@ -144,6 +145,7 @@ def _check_one(
 __all__ = [
     "APPROVAL_TYPE",
     "CLAIM_TYPE",
+    "ORDER_TYPE",
     "SPEC_TYPE",
     "Envelope",
     "dumps",

@@ -223,6 +223,16 @@ class ClaimReceipt(_Strict):
     claimed_at: UtcDatetime
 
 
+class CancelOrder(_Strict):
+    """What the control plane signs when it orders a run's pods to stop."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["cancel"] = "cancel"
+    run_id: RunId
+    reason: Annotated[str, Field(max_length=200)]
+    issued_at: UtcDatetime
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
