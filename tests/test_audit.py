@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -324,3 +326,51 @@ def test_cli_verify_of_a_bad_file_is_a_typed_error(
     assert result.stderr.count("\n") == 1
     assert "internal" not in result.stderr
     assert result.returncode in (2, 30)
+
+
+def test_entries_dropped_from_the_end_of_an_export_are_caught(
+    emulator: EmulatorProcess, entries: list[AuditEntry], tmp_path: Path
+) -> None:
+    exported = cli("audit", "export", "--emulator-state", str(emulator.state))
+    doc = json.loads(exported.stdout)
+    doc["entries"] = doc["entries"][:-2]  # a shorter, still perfectly chained log
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps(doc))
+    result = cli("audit", "verify", "--trust-root", str(emulator.trust_root), "--file", str(cut))
+    assert result.returncode == 30
+    assert "entries were removed from its end" in result.stderr
+    # Without the checkpoint, the end cannot be checked: refused, not accepted.
+    del doc["checkpoint"]
+    cut.write_text(json.dumps(doc))
+    result = cli("audit", "verify", "--trust-root", str(emulator.trust_root), "--file", str(cut))
+    assert (result.returncode, "carries no signed checkpoint" in result.stderr) == (30, True)
+
+
+def test_a_rolled_back_live_log_fails_against_a_saved_checkpoint(tmp_path: Path) -> None:
+    """Entries deleted from the database before a restart: the answer's fresh checkpoint
+    matches the shorter log, but the checkpoint the verifier saved earlier does not."""
+    emu = EmulatorProcess(tmp_path / "emu").start()
+    try:
+        runs = Runs(emu, tmp_path)
+        runs.approved()
+        saved = tmp_path / "checkpoint.json"
+        verify = ["audit", "verify", "--trust-root", str(emu.trust_root)]
+        state = ["--emulator-state", str(emu.state)]
+        first = cli(*verify, *state, "--save-checkpoint", str(saved))
+        assert first.returncode == 0, first.stderr
+        runs.approved()  # the log grows: still extends the saved checkpoint
+        grown = cli(*verify, *state, "--checkpoint", str(saved))
+        assert grown.returncode == 0, grown.stderr
+        assert "extends the saved checkpoint" in grown.stdout
+        emu.stop()
+        db = sqlite3.connect(emu.state / "emulator.db")
+        count = json.loads(base64.b64decode(json.loads(saved.read_text())["payload"]))["count"]
+        db.execute("DELETE FROM audit WHERE seq >= ?", (count - 1,))
+        db.commit()
+        db.close()
+        emu.start()
+        rolled = cli(*verify, *state, "--checkpoint", str(saved))
+        assert rolled.returncode == 30
+        assert "it was rolled back" in rolled.stderr
+    finally:
+        emu.stop()

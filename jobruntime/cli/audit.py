@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,11 @@ from pydantic import ValidationError
 
 from jobruntime.cli.common import add_connection, client_from
 from jobruntime.controlplane.api import AuditLog
-from jobruntime.controlplane.audit import verify_chain
+from jobruntime.controlplane.audit import verify_checkpoint, verify_log
 from jobruntime.errors import AuditChainError, ConfigError
 from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import describe
+from jobruntime.spec.models import utcnow
 
 
 def register(sub: Any) -> None:
@@ -23,6 +25,16 @@ def register(sub: Any) -> None:
     v = aus.add_parser("verify", help="check every hash link and signature of the log")
     v.add_argument("--trust-root", type=Path, required=True)
     v.add_argument("--file", type=Path, help="an exported log instead of fetching it")
+    v.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a checkpoint saved earlier: the log must extend it (catches a rolled-back log)",
+    )
+    v.add_argument(
+        "--save-checkpoint",
+        type=Path,
+        help="where to keep this answer's verified checkpoint for the next verify",
+    )
     add_connection(v, "operator")
     v.set_defaults(handler=verify)
 
@@ -45,8 +57,22 @@ def _fetch(args: argparse.Namespace) -> AuditLog:
 
 def verify(args: argparse.Namespace) -> int:
     log = _fetch(args)
-    head = verify_chain(log.entries, TrustRoot.load(args.trust_root))
-    print(f"audit chain ok: {len(log.entries)} entries, head sha256:{head}")
+    root = TrustRoot.load(args.trust_root)
+    now = utcnow()
+    earlier = None
+    if args.checkpoint:
+        try:
+            saved = json.loads(args.checkpoint.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.checkpoint}: {exc.strerror}") from None
+        except ValueError:
+            raise AuditChainError(f"{args.checkpoint} is not a checkpoint") from None
+        earlier = verify_checkpoint(saved, root, now)
+    point = verify_log(log.entries, log.checkpoint, root, now, earlier)
+    if args.save_checkpoint:
+        args.save_checkpoint.write_text(json.dumps(log.checkpoint))
+    extends = f"; extends the saved checkpoint of {earlier.count}" if earlier else ""
+    print(f"audit chain ok: {point.count} entries, head sha256:{point.head}{extends}")
     return 0
 
 

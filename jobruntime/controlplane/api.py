@@ -134,6 +134,11 @@ class AuditEntry(_Wire):
 
 class AuditLog(_Wire):
     entries: list[AuditEntry]
+    checkpoint: dict[str, Any] | None = Field(
+        default=None,
+        description="DSSE envelope of an AuditCheckpoint {count, head, at} signed by the "
+        "control plane when it answered: a log cut short no longer matches it",
+    )
 
 
 class Health(_Wire):

@@ -17,11 +17,12 @@ from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Signature
 
 from jobruntime.controlplane.api import AuditEntry
-from jobruntime.errors import AuditChainError
+from jobruntime.errors import AuditChainError, JobRuntimeError
+from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
-from jobruntime.signing.trustroot import TrustRoot
-from jobruntime.spec.codec import canonical
-from jobruntime.spec.models import iso
+from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
+from jobruntime.spec.codec import canonical, parse_model
+from jobruntime.spec.models import AuditCheckpoint, iso
 
 GENESIS = "0" * 64
 
@@ -55,6 +56,62 @@ def seal(entry_body: dict[str, Any], key: SigningKey) -> AuditEntry:
         keyid=key.keyid,
         sig=sig.signature,
     )
+
+
+def sign_checkpoint(
+    entries: Sequence[AuditEntry], key: SigningKey, now: datetime
+) -> dict[str, Any]:
+    head = entries[-1].hash if entries else GENESIS
+    point = AuditCheckpoint(count=len(entries), head=head, at=now)
+    return envelope.to_json(envelope.sign(canonical(point), envelope.CHECKPOINT_TYPE, [key]))
+
+
+def verify_checkpoint(obj: Any, trust_root: TrustRoot, now: datetime) -> AuditCheckpoint:
+    """The control plane's signature first, then the checkpoint's fields."""
+    try:
+        env = envelope.from_json(obj, envelope.CHECKPOINT_TYPE, "audit checkpoint")
+        envelope.verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, now)
+        return parse_model(AuditCheckpoint, env.payload, "audit checkpoint")
+    except JobRuntimeError as exc:
+        raise AuditChainError(f"audit checkpoint refused: {exc.one_line()}") from None
+
+
+def verify_log(
+    entries: Sequence[AuditEntry],
+    checkpoint: Any,
+    trust_root: TrustRoot,
+    now: datetime,
+    earlier: AuditCheckpoint | None = None,
+) -> AuditCheckpoint:
+    """The chain, the signed checkpoint that came with it, and a checkpoint saved before.
+
+    1. Every link and signature (``verify_chain``).
+    2. The answer's checkpoint is the control plane's and names exactly this log: an
+       exported or served log cut short, or with entries dropped from its end, fails.
+    3. The log extends a checkpoint saved earlier: a log rolled back (a database
+       restored, entries deleted before a restart) fails even with a fresh checkpoint.
+    """
+    head = verify_chain(entries, trust_root)
+    if checkpoint is None:
+        raise AuditChainError("the log carries no signed checkpoint: its end cannot be checked")
+    point = verify_checkpoint(checkpoint, trust_root, now)
+    if (point.count, point.head) != (len(entries), head):
+        raise AuditChainError(
+            f"the log has {len(entries)} entries but its checkpoint names {point.count}: "
+            "entries were removed from its end"
+        )
+    if earlier is not None:
+        if earlier.count > len(entries):
+            raise AuditChainError(
+                f"the log has {len(entries)} entries, fewer than the {earlier.count} "
+                "a saved checkpoint names: it was rolled back"
+            )
+        at = entries[earlier.count - 1].hash if earlier.count else GENESIS
+        if at != earlier.head:
+            raise AuditChainError(
+                f"entry {earlier.count} is not the head a saved checkpoint names: rewritten"
+            )
+    return point
 
 
 def verify_chain(entries: Sequence[AuditEntry], trust_root: TrustRoot) -> str:

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jobruntime.controlplane import audit
 from jobruntime.controlplane.api import (
     API_PREFIX,
     ApprovalRequest,
@@ -435,7 +436,9 @@ def create_app(state_dir: Path) -> FastAPI:
 
     @app.get(f"{API_PREFIX}/audit", tags=["audit"])
     def audit_log(who: Principal = Operator) -> AuditLog:
-        return AuditLog(entries=store.audit_entries())
+        """The whole log, with a checkpoint signed now: {count, head, time}."""
+        entries = store.audit_entries()
+        return AuditLog(entries=entries, checkpoint=audit.sign_checkpoint(entries, key, utcnow()))
 
     kms.register(app, ctx)
     datasets.register(app, ctx)

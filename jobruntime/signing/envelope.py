@@ -34,6 +34,7 @@ SPEC_TYPE = "application/vnd.jobruntime.spec+json"
 APPROVAL_TYPE = "application/vnd.jobruntime.approval+json"
 CLAIM_TYPE = "application/vnd.jobruntime.claim+json"
 ORDER_TYPE = "application/vnd.jobruntime.order+json"
+CHECKPOINT_TYPE = "application/vnd.jobruntime.audit-checkpoint+json"
 
 # Which failure explains a shortfall best: a forged signature beats a key problem,
 # which beats a key nobody trusts.
@@ -144,6 +145,7 @@ def _check_one(
 
 __all__ = [
     "APPROVAL_TYPE",
+    "CHECKPOINT_TYPE",
     "CLAIM_TYPE",
     "ORDER_TYPE",
     "SPEC_TYPE",

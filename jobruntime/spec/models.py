@@ -223,6 +223,16 @@ class ClaimReceipt(_Strict):
     claimed_at: UtcDatetime
 
 
+class AuditCheckpoint(_Strict):
+    """What the control plane signs with every audit answer: how long the log is, its head."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["audit-checkpoint"] = "audit-checkpoint"
+    count: Annotated[int, Field(ge=0)]
+    head: Sha256Hex
+    at: UtcDatetime
+
+
 class CancelOrder(_Strict):
     """What the control plane signs when it orders a run's pods to stop."""
 
