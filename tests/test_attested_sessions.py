@@ -511,3 +511,16 @@ def test_a_run_has_a_bounded_number_of_open_nonces(runs: Runs) -> None:
     # Another run is not starved by this one.
     other = runs.approved()
     assert api(runs.emu, "verifier", "POST", "/kms/challenge", {"run_id": other}).ok
+
+
+def test_approvals_are_bounded_and_taken_only_while_pending(runs: Runs) -> None:
+    run_id = runs.submit(**runs.datasets())
+    padded = runs.approval(run_id, "org-a")
+    sig = padded["signatures"][0]
+    padded["signatures"] = [sig] + [{"keyid": f"{i:064x}", "sig": "AAAA"} for i in range(40)]
+    resp = post_approval(runs, run_id, "org-a", padded)
+    assert (resp.status_code, error_code(resp)) == (400, "approval.invalid")
+    assert "over the limits" in resp.json()["error"]["message"]
+    runs.approve(run_id)
+    again = post_approval(runs, run_id, "org-a", runs.approval(run_id, "org-a"))
+    assert (again.status_code, error_code(again)) == (409, "run.approved")

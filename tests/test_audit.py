@@ -37,7 +37,11 @@ def entries(emulator: EmulatorProcess, runs: Runs) -> list[AuditEntry]:
     assert TestPod(emulator, claimed).claim().status_code == 200
     with emulator.client("submitter") as c:
         c.cancel(runs.submit(), "no longer needed")
-    requests.get(f"{emulator.url}/v1/audit", timeout=10)  # refused: no token
+    requests.get(  # refused: the verifier's role may not read the log
+        f"{emulator.url}/v1/audit",
+        headers={"Authorization": f"Bearer {emulator.token('verifier')}"},
+        timeout=10,
+    )
     with emulator.client("operator") as c:
         log = c.audit().entries
     assert len(log) >= 8

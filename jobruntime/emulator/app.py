@@ -254,7 +254,7 @@ def create_app(state_dir: Path) -> FastAPI:
                 refusal = (400, rejected.code, rejected.message)
             elif owner != who.org:
                 refusal = (403, "auth.forbidden", f"{who.name} may not approve for {owner}")
-            elif state not in (RunState.PENDING_APPROVAL, RunState.APPROVED):
+            elif state is not RunState.PENDING_APPROVAL:
                 refusal = (409, f"run.{state.value}", f"{run_id} is {state.value}")
             elif not spec.workload.complete:
                 refusal = (

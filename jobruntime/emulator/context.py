@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,38 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class DenialCounter:
+    """Unauthenticated refusals are counted, not written one by one.
+
+    Anyone can send requests without a token: an audit entry each (holding their path)
+    would let them grow the signed log without bound. The counts go into one summary
+    entry per interval (``flush``), and the log holds no caller-chosen string.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._since = utcnow()
+
+    def count(self, reason: str) -> None:
+        with self._lock:
+            self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def flush(self, ctx: Context, now: datetime, every: timedelta) -> None:
+        with self._lock:
+            if not self._counts or now - self._since < every:
+                return
+            counts, self._counts, since = self._counts, {}, self._since
+            self._since = now
+        ctx.audit(
+            now,
+            "auth.denied_unauthenticated",
+            None,
+            "anonymous",
+            {"counts": counts, "since": since.isoformat()},
+        )
+
+
 @dataclass
 class Context:
     state_dir: Path
@@ -58,6 +91,7 @@ class Context:
     store: Store
     tokens: dict[str, Principal]
     bearer: HTTPBearer = field(default_factory=lambda: HTTPBearer(auto_error=False))
+    denials: DenialCounter = field(default_factory=lambda: DenialCounter())
 
     @classmethod
     def load(cls, state_dir: Path) -> Context:
@@ -82,17 +116,15 @@ class Context:
             request: Request,
             creds: HTTPAuthorizationCredentials | None = Depends(self.bearer),  # noqa: B008
         ) -> Principal:
-            now, path = utcnow(), request.url.path
+            now = utcnow()
+            # The route's template, never the caller's own path string.
+            route = getattr(request.scope.get("route"), "path", "") or "unknown route"
             if creds is None:
-                self.audit(
-                    now, "auth.denied", None, "anonymous", {"path": path, "reason": "missing token"}
-                )
+                self.denials.count("missing token")
                 raise ApiError(401, "auth.missing", "a bearer token is required")
             principal = self.tokens.get(token_digest(creds.credentials))
             if principal is None:
-                self.audit(
-                    now, "auth.denied", None, "anonymous", {"path": path, "reason": "unknown token"}
-                )
+                self.denials.count("unknown token")
                 raise ApiError(401, "auth.invalid", "the bearer token is not valid")
             if principal.role not in roles:
                 self.audit(
@@ -100,12 +132,12 @@ class Context:
                     "auth.denied",
                     None,
                     principal.name,
-                    {"path": path, "reason": f"role {principal.role.value} not allowed"},
+                    {"path": route, "reason": f"role {principal.role.value} not allowed"},
                 )
                 raise ApiError(
                     403,
                     "auth.forbidden",
-                    f"{principal.role.value} may not call {request.method} {path}",
+                    f"{principal.role.value} may not call {request.method} {route}",
                 )
             return principal
 

@@ -268,9 +268,12 @@ def watch(ctx: Context, stop: threading.Event, every: float = 0.5) -> threading.
 
     started = utcnow()
 
+    summary = timedelta(seconds=float(os.environ.get("JOBRUNTIME_AUDIT_SUMMARY_SECONDS", "60")))
+
     def loop() -> None:
         while not stop.wait(every):
             expire(ctx, utcnow(), factor, since=started)
+            ctx.denials.flush(ctx, utcnow(), summary)
 
     thread = threading.Thread(target=loop, name="heartbeat-timeouts", daemon=True)
     thread.start()

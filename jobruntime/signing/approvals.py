@@ -24,6 +24,9 @@ from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import canonical, parse_model
 from jobruntime.spec.models import Approval, JobRunSpec
 
+MAX_SIGNATURES = 16  # an owner's threshold is at most 16 distinct keys
+MAX_PAYLOAD = 4096  # {run_id, spec_digest, owner, approved_at} is a few hundred bytes
+
 
 @dataclass
 class OwnerTally:
@@ -69,8 +72,12 @@ def check_approval(
     Verify, then parse: the signing keys say which owner this is, their signature
     is checked over the exact payload, and only then are the payload's fields read.
     """
-    # 1. The envelope's shape.
+    # 1. The envelope's shape, and limits checked before any signature is verified.
     env = envelope.from_json(obj, envelope.APPROVAL_TYPE, "approval")
+    if len(env.signatures) > MAX_SIGNATURES or len(env.payload) > MAX_PAYLOAD:
+        raise ApprovalError(
+            f"approval is over the limits ({MAX_SIGNATURES} signatures, {MAX_PAYLOAD} bytes)"
+        )
     # 2. Whose keys signed it: exactly one owner's.
     owners = {trust_root.owner_of(s.keyid) for s in env.signatures.values()}
     if None in owners and len(owners) == 1:
