@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -39,7 +40,8 @@ def test_integers_beyond_ijson_are_refused_not_a_500(runs: Runs, value: int) -> 
     body = runs.request().model_dump(mode="json", exclude_none=True)
     body["parameters"] = {"k": value}
     resp = api(runs.emu, "submitter", "POST", "/runs", body)
-    assert (resp.status_code, error_code(resp)) == (422, "request.invalid")
+    assert (resp.status_code, error_code(resp)) == (400, "request.invalid")
+    assert "2^53" in resp.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
@@ -77,3 +79,62 @@ def test_a_heartbeat_from_the_future_or_too_old_is_refused(runs: Runs, offset: t
     assert resp.status_code == 403
     with runs.emu.client("operator") as c:
         assert c.status(run_id).last_heartbeat_at is None
+
+
+def test_duplicate_keys_are_refused_before_any_route_reads_them(runs: Runs) -> None:
+    """{"k": 1, "k": 2}: one reader keeps the first, another the last; refuse both."""
+    raw = b'{"run_id": "x", "run_id": "y"}'
+    resp = requests.post(
+        f"{runs.emu.url}/v1/kms/challenge",
+        data=raw,
+        headers={"Authorization": f"Bearer {runs.emu.token('verifier')}"},
+        timeout=10,
+    )
+    assert (resp.status_code, error_code(resp)) == (400, "request.invalid")
+    assert "repeats a key" in resp.json()["error"]["message"]
+
+
+def test_a_body_is_not_read_before_the_token_is_known(runs: Runs) -> None:
+    """A caller without a token announcing 600 MiB is answered at once, before any byte."""
+    host, port = runs.emu.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(
+            b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 629145600\r\n\r\n{"
+        )
+        answer = s.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 401"), answer
+    assert '"auth.missing"' in answer
+
+
+@pytest.mark.parametrize(
+    ("path", "size"),
+    [("/kms/challenge", 17 * 1024), ("/kms/attest", 65 * 1024), ("/runs", 2 * 1024 * 1024)],
+)
+def test_each_route_has_its_body_limit(runs: Runs, path: str, size: int) -> None:
+    resp = api(runs.emu, "verifier", "POST", path, {"pad": "x" * size})
+    assert (resp.status_code, error_code(resp)) == (413, "request.too_large")
+
+
+def test_a_validity_window_is_bounded(runs: Runs) -> None:
+    body = runs.request().model_dump(mode="json", exclude_none=True)
+    now = utcnow()
+    body["validity"] = {
+        "not_before": now.isoformat(),
+        "expires": now.replace(year=9999).isoformat(),
+    }
+    resp = api(runs.emu, "submitter", "POST", "/runs", body)
+    assert (resp.status_code, error_code(resp)) == (400, "request.invalid")
+    assert "at most 31 days" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a": 1, "a": 2}', b'{"a": NaN}', b'{"a": 9007199254740993}', b'{"a": -Infinity}'],
+)
+def test_signed_json_that_canonical_form_cannot_carry_is_refused(raw: bytes) -> None:
+    from jobruntime.errors import SpecSchemaError
+    from jobruntime.spec.codec import load_json
+
+    with pytest.raises(SpecSchemaError):
+        load_json(raw, "spec")

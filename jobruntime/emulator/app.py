@@ -43,10 +43,8 @@ from jobruntime.controlplane.api import (
 )
 from jobruntime.emulator import datasets, heartbeats, kms, sessions
 from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
-from jobruntime.emulator.limits import BodyLimit
-from jobruntime.emulator.state import (
-    Principal,
-)
+from jobruntime.emulator.limits import Gate
+from jobruntime.emulator.state import Principal, token_digest
 from jobruntime.emulator.store import StateConflictError
 from jobruntime.errors import JobRuntimeError
 from jobruntime.signing import approvals, envelope
@@ -60,6 +58,8 @@ from jobruntime.spec.models import (
     Workload,
     utcnow,
 )
+
+MAX_VALIDITY = timedelta(days=31)
 
 
 def create_app(state_dir: Path) -> FastAPI:
@@ -90,7 +90,11 @@ def create_app(state_dir: Path) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
-    app.add_middleware(BodyLimit)
+    app.add_middleware(
+        Gate,
+        known=lambda token: token_digest(token) in ctx.tokens,
+        count=ctx.denials.count,
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -165,6 +169,10 @@ def create_app(state_dir: Path) -> FastAPI:
         )
         if window.expires <= now:
             raise ApiError(400, "request.invalid", "the validity window has already ended")
+        if window.expires - now > MAX_VALIDITY:
+            raise ApiError(
+                400, "request.invalid", f"a run is valid for at most {MAX_VALIDITY.days} days"
+            )
         owners = sorted({d.owner for d in (*req.inputs, *req.outputs)})
         if req.approval_policy is None and not owners:
             raise ApiError(400, "request.invalid", "a run must name at least one dataset owner")

@@ -41,9 +41,25 @@ def check_limits(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Non
 
 
 def load_json(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Any:
+    """Limits, then JSON that RFC 8785 carries faithfully: no duplicate keys, NaN or Infinity,
+    integers within +-2^53 (so what is checked is what is canonicalised and signed)."""
     check_limits(data, what, max_bytes)
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in items}) != len(items):
+            raise SpecSchemaError(f"{what} repeats a key in an object")
+        return dict(items)
+
+    def integer(text: str) -> int:
+        if abs(value := int(text)) > 2**53:
+            raise SpecSchemaError(f"{what} holds an integer outside +-2^53")
+        return value
+
+    def constant(text: str) -> Any:
+        raise SpecSchemaError(f"{what} holds {text}, which is not JSON")
+
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=pairs, parse_int=integer, parse_constant=constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecSchemaError(
             f"{what} is not JSON: {type(exc).__name__} at byte {_pos(exc)}"
