@@ -89,7 +89,14 @@ def test_manifest_checks_through_the_agent(agents: AgentFactory, tmp_path: Path)
     with pytest.raises(KeyMismatchError):
         load_verified(data, AgentKeyOps(client, "other", key_id("sales")), URI, "v1")
     # Altered, or a MAC that is not one: the MAC check refuses it.
-    for change in ({"rows": 6}, {"mac": "zz"}, {"mac": ""}, {"mac": manifest.mac.upper()}):
+    for change in (
+        {"rows": 6},
+        {"mac": "zz"},
+        {"mac": ""},
+        {"mac": manifest.mac.upper()},
+        {"mac": "é" * 64},  # found in review: non-ASCII once gave exit 70
+        {"version": 2**60},
+    ):
         altered = manifest.model_copy(update=change).model_dump_json().encode()
         with pytest.raises(ManifestInvalidError):
             load_verified(altered, ops, URI, "v1")
