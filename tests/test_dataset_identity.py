@@ -49,3 +49,15 @@ def test_an_owner_names_a_dataset_by_any_path_and_gets_the_same_dataset(
     dec = jr("dataset", "decrypt", f"file://{tmp_path}/ds", "--to", "out.csv", "--key", key_id)
     assert dec.returncode == 0, dec.stderr
     assert (tmp_path / "out.csv").read_text().splitlines()[1:] == ["1", "2", "3"]
+
+
+def test_a_uri_belongs_to_the_organisation_that_first_published_there(runs: Runs) -> None:
+    """org-a published at a URI first: org-b cannot plant versions there (a pod's publish
+    takes the same path, with the organisation of the spec's key)."""
+    uri = f"file:///data/planted-{runs.tmp.name[-10:].lower()}"
+    digest = "sha256:" + "ab" * 32
+    first = {"uri": uri, "key_id": "org-a/x", "version": 1, "manifest_digest": digest}
+    assert api(runs.emu, "owner:org-a", "POST", "/datasets/publish", first).status_code == 200
+    planted = {"uri": uri, "key_id": "org-b/y", "version": 2, "manifest_digest": digest}
+    resp = api(runs.emu, "owner:org-b", "POST", "/datasets/publish", planted)
+    assert (resp.status_code, error_code(resp)) == (403, "dataset.owned_by_other")

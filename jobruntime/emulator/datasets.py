@@ -132,7 +132,17 @@ def register(app: FastAPI, ctx: Context) -> None:
         if not key_id or not owns(who, key_id):
             raise ApiError(403, "auth.forbidden", f"{who.name} may not publish under this key")
         now = utcnow()
+        org = key_id.split("/", 1)[0]
         with store.tx() as db:
+            # A URI belongs to the organisation that first published there: nobody else
+            # can plant versions where another organisation's run will write.
+            holder = db.execute("SELECT org FROM dataset_owners WHERE uri = ?", (uri,)).fetchone()
+            if holder is not None and holder["org"] != org:
+                raise ApiError(
+                    403, "dataset.owned_by_other", "the dataset belongs to another organisation"
+                )
+            if holder is None:
+                db.execute("INSERT INTO dataset_owners VALUES (?, ?)", (uri, org))
             row = current(db, uri)
             have = row["version"] if row else 0
             if row is not None and row["key_id"] != key_id:

@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS dataset_versions (
     manifest_digest TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dataset_owners (
+    uri TEXT PRIMARY KEY,
+    org TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dataset_publishes (
     uri TEXT NOT NULL,
     version INTEGER NOT NULL,
