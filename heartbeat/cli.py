@@ -16,7 +16,8 @@ from heartbeat.sidecar import Sidecar, SidecarSettings, Transport
 from heartbeat.transports.http import HttpTransport
 from jobruntime.attestation.providers.choose import provider_for
 from jobruntime.controlplane.client import ControlPlaneClient
-from jobruntime.errors import ConfigError, JobRuntimeError
+from jobruntime.entrypoint import run_main
+from jobruntime.errors import ConfigError
 from jobruntime.keyrelease.session import AttestedSession
 from jobruntime.verification.bundle import PodBundle
 from jobruntime.verification.pinned import anchors
@@ -96,7 +97,8 @@ def command(
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="heartbeat: %(message)s", stream=sys.stderr)
     args = parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if not (args.bundle_dir and args.token_file):
             raise ConfigError("needs --bundle-dir and --token-file")
         pinned = anchors(
@@ -145,9 +147,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
         return sidecar.run()
-    except JobRuntimeError as exc:
-        print(f"heartbeat: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # never a traceback with values in it
-        print(f"heartbeat: internal: unexpected {type(exc).__name__}", file=sys.stderr)
-        return 70
+
+    return run_main("heartbeat", body)

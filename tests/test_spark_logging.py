@@ -110,7 +110,7 @@ def test_a_failing_cast_leaves_the_value_in_no_output_and_no_file(tmp_path: Path
         PYTHONPATH=os.pathsep.join([repo, *filter(None, [env.get("PYTHONPATH")])]),
         TMPDIR=str(tmp_path / "py-tmp"),
     )
-    env.pop("JOB_DEBUG", None)
+    env.pop("JOBRUNTIME_DEBUG", None)
     cmd = [
         str(spark_bin("spark-submit")),
         "--master",

@@ -17,7 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from jobruntime.errors import ConfigError, JobRuntimeError
+from jobruntime.entrypoint import run_main
+from jobruntime.errors import ConfigError
 from jobruntime.verification.pinned import DEV_ENV, anchors
 from verifier.run import VerifierConfig, verify_run
 
@@ -177,19 +178,13 @@ def write_termination(path: Path, line: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     termination = Path(args.termination_log)
-    try:
+
+    def body() -> int:
         config = config_from(args)
         path = verify_run(config)
-    except JobRuntimeError as exc:
-        write_termination(termination, exc.one_line())
-        print(f"job-verifier: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # an unexpected failure: say what kind, never what data
-        line = f"internal: unexpected {type(exc).__name__}"
-        write_termination(termination, line)
-        print(f"job-verifier: {line}", file=sys.stderr)
-        if os.environ.get("JOB_VERIFIER_DEBUG"):
-            raise
-        return 70
-    print(f"job-verifier: verified {config.run_id}; bundle at {path}")
-    return 0
+        print(f"job-verifier: verified {config.run_id}; bundle at {path}")
+        return 0
+
+    return run_main(
+        "job-verifier", body, on_failure=lambda line: write_termination(termination, line)
+    )

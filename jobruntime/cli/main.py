@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 
 from jobruntime.cli import audit, cluster, dataset, emulator, keys, kms, runs, spec, submit
-from jobruntime.errors import JobRuntimeError
+from jobruntime.entrypoint import run_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,16 +21,4 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        result: int = args.handler(args)
-    except JobRuntimeError as exc:
-        print(f"jobruntime: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        print(f"jobruntime: internal: unexpected {type(exc).__name__}", file=sys.stderr)
-        if os.environ.get("JOBRUNTIME_DEBUG"):
-            raise
-        return 70
-    return result
+    return run_main("jobruntime", lambda: int(args.handler(args)))

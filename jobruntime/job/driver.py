@@ -19,12 +19,14 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from jobruntime.controlplane.api import OutputReport
+from jobruntime.entrypoint import debugging, run_main
 from jobruntime.errors import ConfigError, JobRuntimeError
 from jobruntime.job import module as job_module
 from jobruntime.job.context import JobContext
@@ -32,7 +34,6 @@ from jobruntime.job.errors import JobCancelledError, JobError
 from jobruntime.job.failure import describe_failure, leaky_spark_settings, quiet_python_logging
 from jobruntime.job.log import JobLogger
 from jobruntime.verification.consumer import load_pod_bundle
-from jobruntime.verification.pinned import dev_mode
 
 
 def _env(name: str) -> str:
@@ -115,6 +116,8 @@ def run() -> int:
     except JobRuntimeError as exc:
         outcome, reason, failure = "failed", exc.code, exc
     except Exception as exc:  # the job's own error: its type and line, never its message
+        if debugging():  # development mode, a developer's own data only
+            traceback.print_exc()
         where = describe_failure(exc, path)
         outcome, reason = "failed", f"job.failed: {where}"
         failure = JobError(f"{spec.job_id}: {where}")
@@ -140,16 +143,7 @@ def run() -> int:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     quiet_python_logging()
-    try:
-        return run()
-    except JobRuntimeError as exc:
-        print(f"jobruntime-driver: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:
-        print(f"jobruntime-driver: internal: unexpected {type(exc).__name__}", file=sys.stderr)
-        if dev_mode() and os.environ.get("JOB_DEBUG"):  # a developer's own data only
-            raise
-        return 70
+    return run_main("jobruntime-driver", run)
 
 
 if __name__ == "__main__":

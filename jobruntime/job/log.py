@@ -14,7 +14,8 @@ decided by code the data owners approved, not by the call site:
   ``<type>``.
 
 There is no escape hatch: a job that needs to see values runs on its own data with
-``JOB_DEBUG``, outside a confidential run.
+``JOBRUNTIME_DEBUG=1`` in development mode (``JOBRUNTIME_DEV=1``), never in a
+confidential run.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from jobruntime.errors import ConfigError, JobRuntimeError
+from jobruntime.entrypoint import run_main
+from jobruntime.errors import ConfigError
 from jobruntime.keyagent.kms_source import KmsKeySource, grants_of
 from jobruntime.keyagent.server import KeyAgentServer
 from jobruntime.keyagent.source import KeySource, StaticKeySource
@@ -203,14 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
+
+    def body() -> int:
         serve(args)
-    except JobRuntimeError as exc:
-        print(f"keyagent: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # unexpected: say what kind, never what data
-        print(f"keyagent: internal: unexpected {type(exc).__name__}", file=sys.stderr)
-        if os.environ.get("JOB_KEYAGENT_DEBUG"):
-            raise
-        return 70
-    return 0
+        return 0
+
+    return run_main("keyagent", body)
