@@ -7,6 +7,7 @@ import socket
 import stat
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -138,3 +139,44 @@ def test_signed_json_that_canonical_form_cannot_carry_is_refused(raw: bytes) -> 
 
     with pytest.raises(SpecSchemaError):
         load_json(raw, "spec")
+
+
+@pytest.mark.parametrize(
+    ("evidence", "reason"),
+    [
+        ({"report": "é" * 8}, "not valid base64"),  # found in review: once a 500
+        ({"report": "!!!!"}, "not valid base64"),
+        ({"report": "AAAA"}, "not 1184"),
+        ({"kind": "quantum"}, "unknown evidence kind"),
+        ({"certificates": "-----BEGIN CERTIFICATE-----\né\n-----END CERTIFICATE-----"}, ""),
+    ],
+)
+def test_malformed_evidence_is_a_typed_refusal(
+    runs: Runs, evidence: dict[str, Any], reason: str
+) -> None:
+    import base64
+    import secrets
+
+    from jobruntime.keyrelease.jwe import EphemeralKey
+
+    run_id = runs.approved()
+    nonce = api(runs.emu, "verifier", "POST", "/kms/challenge", {"run_id": run_id}).json()
+    body = {
+        "run_id": run_id,
+        "nonce": nonce["nonce"],
+        "purpose": "verifier",
+        "pod_id": secrets.token_hex(16),
+        "role": "driver",
+        "evidence": {
+            "kind": "emulated",
+            "report": base64.b64encode(bytes(1184)).decode(),
+            "certificates": "",
+            "runtime_data": None,
+        }
+        | evidence,
+        "public_jwk": EphemeralKey().public_jwk,
+    }
+    resp = api(runs.emu, "verifier", "POST", "/kms/attest", body)
+    assert resp.status_code == 403, resp.text
+    assert error_code(resp).startswith("attestation."), resp.text
+    assert reason in resp.json()["error"]["message"]

@@ -155,5 +155,5 @@ def _key_bytes(value: object) -> bytes:
         return b""
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: characters outside ASCII
         return b""

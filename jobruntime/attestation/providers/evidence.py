@@ -93,7 +93,7 @@ def _b64(value: object, name: str, limit: int) -> bytes:
         raise EvidenceError(f"{name} must be base64 of at most {limit} bytes")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: characters outside ASCII
         raise EvidenceError(f"{name} is not valid base64") from None
 
 
