@@ -73,9 +73,11 @@ def main() -> int:
                 token,
                 emu.state / "tee",
                 args.interval,
+                trust_root=emu.trust_root,
                 spark_ui="http://127.0.0.1:9",
             ),
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "JOBRUNTIME_DEV": "1"},
         )
         try:
             peak, cpu = watch(sidecar, args.seconds)
