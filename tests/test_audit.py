@@ -378,3 +378,36 @@ def test_a_rolled_back_live_log_fails_against_a_saved_checkpoint(tmp_path: Path)
         assert "it was rolled back" in rolled.stderr
     finally:
         emu.stop()
+
+
+def test_the_audit_api_pages_and_every_page_carries_the_whole_logs_checkpoint(
+    emulator: EmulatorProcess, entries: list[AuditEntry]
+) -> None:
+    from jobruntime.controlplane.audit import verify_checkpoint, verify_log
+    from jobruntime.spec.models import utcnow
+
+    root = TrustRoot.load(emulator.trust_root)
+    headers = {"Authorization": f"Bearer {emulator.token('operator')}"}
+    pages, after = [], 0
+    while after is not None:
+        answer = requests.get(
+            f"{emulator.url}/v1/audit",
+            params={"after": after, "limit": 3},
+            headers=headers,
+            timeout=10,
+        ).json()
+        assert len(answer["entries"]) <= 3
+        pages.append(answer)
+        after = answer["next"]
+    paged = [AuditEntry.model_validate(e) for p in pages for e in p["entries"]]
+    assert len(pages) > 2
+    assert [e.seq for e in paged] == list(range(1, len(paged) + 1))
+    first = verify_checkpoint(pages[0]["checkpoint"], root, utcnow())
+    assert first.count <= len(paged)
+    with emulator.client("operator") as c:
+        whole = c.audit()  # the client follows the pages and cuts at the checkpoint
+    assert verify_log(whole.entries, whole.checkpoint, root, utcnow()).count == len(whole.entries)
+    too_big = requests.get(
+        f"{emulator.url}/v1/audit", params={"limit": 100_000}, headers=headers, timeout=10
+    )
+    assert too_big.status_code == 422

@@ -134,6 +134,9 @@ class AuditEntry(_Wire):
 
 class AuditLog(_Wire):
     entries: list[AuditEntry]
+    next: int | None = Field(
+        default=None, description="more entries follow: ask again with after=next"
+    )
     checkpoint: dict[str, Any] | None = Field(
         default=None,
         description="DSSE envelope of an AuditCheckpoint {count, head, at} signed by the "

@@ -58,11 +58,8 @@ def seal(entry_body: dict[str, Any], key: SigningKey) -> AuditEntry:
     )
 
 
-def sign_checkpoint(
-    entries: Sequence[AuditEntry], key: SigningKey, now: datetime
-) -> dict[str, Any]:
-    head = entries[-1].hash if entries else GENESIS
-    point = AuditCheckpoint(count=len(entries), head=head, at=now)
+def sign_checkpoint(count: int, head: str, key: SigningKey, now: datetime) -> dict[str, Any]:
+    point = AuditCheckpoint(count=count, head=head, at=now)
     return envelope.to_json(envelope.sign(canonical(point), envelope.CHECKPOINT_TYPE, [key]))
 
 

@@ -7,6 +7,7 @@ verification on, with a configurable CA bundle. Refusals become typed errors.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -173,7 +174,22 @@ class ControlPlaneClient:
         return self._call("POST", f"/runs/{run_id}/cancel", RunStatus, body=body)
 
     def audit(self) -> AuditLog:
-        return self._call("GET", "/audit", AuditLog)
+        """The whole log, page by page, cut at the first page's checkpoint.
+
+        The log may grow while it is read: entries past the count the first answer's
+        checkpoint names are left for the next read, so log and checkpoint agree. The
+        checkpoint's count is read here only to cut; ``verify_log`` checks it.
+        """
+        first = self._call("GET", "/audit", AuditLog)
+        entries, after = list(first.entries), first.next
+        while after is not None:
+            page = self._call("GET", f"/audit?after={after}", AuditLog)
+            entries += page.entries
+            after = page.next
+        count = _checkpoint_count(first.checkpoint)
+        if count is not None:
+            entries = entries[:count]
+        return AuditLog(entries=entries, checkpoint=first.checkpoint)
 
     # --- the KMS -----------------------------------------------------------------
 
@@ -302,3 +318,12 @@ def _refusal(status: int, body: bytes, what: str) -> JobRuntimeError:
     if status == 404:
         return NotFoundError(text, status, code)
     return ControlPlaneError(text, status, code)
+
+
+def _checkpoint_count(checkpoint: dict[str, Any] | None) -> int | None:
+    try:
+        payload = json.loads(base64.b64decode(str((checkpoint or {})["payload"])))
+        count = payload["count"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return count if isinstance(count, int) and count >= 0 else None

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,6 +61,7 @@ from jobruntime.spec.models import (
 )
 
 MAX_VALIDITY = timedelta(days=31)
+AUDIT_PAGE = 1000
 
 
 def create_app(state_dir: Path) -> FastAPI:
@@ -443,10 +445,20 @@ def create_app(state_dir: Path) -> FastAPI:
         return status_of(load_run(run_id, who))
 
     @app.get(f"{API_PREFIX}/audit", tags=["audit"])
-    def audit_log(who: Principal = Operator) -> AuditLog:
-        """The whole log, with a checkpoint signed now: {count, head, time}."""
-        entries = store.audit_entries()
-        return AuditLog(entries=entries, checkpoint=audit.sign_checkpoint(entries, key, utcnow()))
+    def audit_log(
+        after: Annotated[int, Query(ge=0, le=2**53)] = 0,
+        limit: Annotated[int, Query(ge=1, le=AUDIT_PAGE)] = AUDIT_PAGE,
+        who: Principal = Operator,
+    ) -> AuditLog:
+        """A page of the log (entries after ``after``) and a checkpoint of the whole log,
+        signed now: {count, head, time}; ``next`` is where the following page starts."""
+        page, count, head = store.audit_page(after, limit)
+        more = bool(page) and page[-1].seq < count
+        return AuditLog(
+            entries=page,
+            checkpoint=audit.sign_checkpoint(count, head, key, utcnow()),
+            next=page[-1].seq if more else None,
+        )
 
     kms.register(app, ctx)
     datasets.register(app, ctx)

@@ -167,6 +167,19 @@ class Store:
         db.execute("INSERT INTO audit (seq, entry) VALUES (?, ?)", (seq, entry.model_dump_json()))
         return entry
 
+    def audit_page(self, after: int, limit: int) -> tuple[list[AuditEntry], int, str]:
+        """Entries after ``after`` (at most ``limit``), and the whole log's count and head."""
+        with self._lock:
+            rows = list(
+                self._db.execute(
+                    "SELECT entry FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+                )
+            )
+            last = self._db.execute("SELECT entry FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        head = AuditEntry.model_validate_json(last["entry"]) if last else None
+        page = [AuditEntry.model_validate_json(r["entry"]) for r in rows]
+        return page, head.seq if head else 0, head.hash if head else audit.GENESIS
+
     def audit_entries(self, run_id: str | None = None) -> list[AuditEntry]:
         rows = self.read("SELECT entry FROM audit ORDER BY seq")
         entries = [AuditEntry.model_validate_json(r["entry"]) for r in rows]
