@@ -82,3 +82,31 @@ def test_the_launcher_measures_at_every_launch(tmp_path: Path) -> None:
     named = local.host_data
     (tmp_path / "job.py").write_text("def run(ctx): exfiltrate(ctx)\n")
     assert local.environment("agent")["JOB_EMULATED_HOST_DATA"] != named.hex()
+
+
+def test_the_driver_pod_measures_spark_conf(tmp_path: Path) -> None:
+    """spark-conf/ (log4j2 keeps data values out of logs) is part of the driver's HOST_DATA."""
+    import shutil
+
+    from jobruntime.cluster.spark_home import default_conf_dir
+    from jobruntime.job import pods
+
+    conf = tmp_path / "spark-conf"
+    shutil.copytree(default_conf_dir(), conf)
+    module, root = tmp_path / "job.py", tmp_path / "root.json"
+    module.write_text("def run(ctx): pass\n")
+    root.write_text("{}")
+    plan = pods.PodPlan(
+        "run-abcdef-1",
+        "http://127.0.0.1:1",
+        tmp_path / "t",
+        root,
+        module,
+        "sha256:x",
+        tmp_path / "tee",
+        tmp_path / "work",
+    )
+    before = host_data([pods.driver_container(plan, ["spark-submit"], conf)])
+    log4j = conf / "log4j2.properties"
+    log4j.write_text(log4j.read_text() + "\nrootLogger.level = info\n")
+    assert host_data([pods.driver_container(plan, ["spark-submit"], conf)]) != before

@@ -21,8 +21,7 @@ from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.errors import ClaimError, JobRuntimeError, RunCancelledError
 from jobruntime.keyrelease.session import AttestedSession, PodIdentity, new_pod_id
 from jobruntime.signing import envelope
-from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
-from jobruntime.spec.codec import parse_model
+from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.models import ClaimReceipt, utcnow
 from jobruntime.verification.bundle import BundleFile, Receipt, write_atomically
 from jobruntime.verification.local import ImageDigest, ModuleDigest
@@ -162,9 +161,9 @@ def check_claim_receipt(
 ) -> None:
     """The claim answer must be signed by the control plane and name this claim."""
     try:
-        env = envelope.from_json(obj, envelope.CLAIM_TYPE, "claim receipt")
-        envelope.verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, now)
-        receipt = parse_model(ClaimReceipt, env.payload, "claim receipt")
+        receipt = envelope.open_signed(
+            obj, envelope.CLAIM_TYPE, ClaimReceipt, "claim receipt", trust_root, now
+        )
     except JobRuntimeError as exc:
         raise ClaimError(f"claim receipt rejected: {exc.one_line()}") from None
     if (receipt.run_id, receipt.spec_digest, receipt.claim_id) != (

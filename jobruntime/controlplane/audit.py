@@ -20,8 +20,8 @@ from jobruntime.controlplane.api import AuditEntry
 from jobruntime.errors import AuditChainError, JobRuntimeError
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
-from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
-from jobruntime.spec.codec import canonical, parse_model
+from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import AuditCheckpoint, iso
 
 GENESIS = "0" * 64
@@ -66,9 +66,9 @@ def sign_checkpoint(count: int, head: str, key: SigningKey, now: datetime) -> di
 def verify_checkpoint(obj: Any, trust_root: TrustRoot, now: datetime) -> AuditCheckpoint:
     """The control plane's signature first, then the checkpoint's fields."""
     try:
-        env = envelope.from_json(obj, envelope.CHECKPOINT_TYPE, "audit checkpoint")
-        envelope.verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, now)
-        return parse_model(AuditCheckpoint, env.payload, "audit checkpoint")
+        return envelope.open_signed(
+            obj, envelope.CHECKPOINT_TYPE, AuditCheckpoint, "audit checkpoint", trust_root, now
+        )
     except JobRuntimeError as exc:
         raise AuditChainError(f"audit checkpoint refused: {exc.one_line()}") from None
 

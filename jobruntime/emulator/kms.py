@@ -19,7 +19,6 @@ and that file is the emulator's own state, never a pod's.
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import secrets
@@ -31,9 +30,10 @@ from fastapi import FastAPI
 
 from jobruntime.attestation.appraise import appraise
 from jobruntime.attestation.certs import ProductChain
-from jobruntime.attestation.errors import HostDataError
+from jobruntime.attestation.policy import HostDataEquals
 from jobruntime.attestation.providers.emulated import load_tee
 from jobruntime.attestation.providers.evidence import Evidence
+from jobruntime.attestation.report import AttestationReport
 from jobruntime.attestation.roots import amd_chains
 from jobruntime.controlplane.api import (
     API_PREFIX,
@@ -242,7 +242,7 @@ def register(app: FastAPI, ctx: Context) -> None:
                 Appraisal(kind, spec.workload.isolation, verified.report, verified.product),
             )
             # 4. In pod isolation, the pod is the one the owners approved for its role.
-            check_workload(spec, req.role, verified.report.host_data)
+            check_workload(spec, req.role, verified.report)
         except JobRuntimeError as exc:
             raise deny(403, exc.code, exc.message) from None
         token = secrets.token_urlsafe(32)
@@ -375,7 +375,7 @@ def register(app: FastAPI, ctx: Context) -> None:
         return ReleaseResponse(dataset=req.dataset, key_id=dataset.key_id, jwe=wrapped)
 
 
-def check_workload(spec: JobRunSpec, role: str, host_data: bytes) -> None:
+def check_workload(spec: JobRunSpec, role: str, report: AttestationReport) -> None:
     """Pod isolation: HOST_DATA is what the signed spec names for this role."""
     workload = spec.workload
     if workload.isolation == "node":
@@ -383,10 +383,7 @@ def check_workload(spec: JobRunSpec, role: str, host_data: bytes) -> None:
     expected = workload.host_data.get(role)  # type: ignore[call-overload]  # role is checked
     if expected is None:
         raise WorkloadIncompleteError(f"the spec names no HOST_DATA for the {role} role")
-    if not hmac.compare_digest(bytes.fromhex(expected), host_data):
-        raise HostDataError(
-            f"HOST_DATA {host_data.hex()[:16]}… is not the {role} pod the owners approved"
-        )
+    HostDataEquals(bytes.fromhex(expected)).verify(report)
 
 
 class WorkloadIncompleteError(AttestationError):

@@ -26,8 +26,8 @@ from jobruntime.errors import (
     UnknownKeyError,
 )
 from jobruntime.signing.keys import SigningKey
-from jobruntime.signing.trustroot import Role, TrustRoot
-from jobruntime.spec.codec import MAX_SPEC_BYTES, load_json
+from jobruntime.signing.trustroot import CONTROL_PLANE, Role, TrustRoot
+from jobruntime.spec.codec import MAX_SPEC_BYTES, M, load_json, parse_model
 from jobruntime.spec.models import iso
 
 SPEC_TYPE = "application/vnd.jobruntime.spec+json"
@@ -127,6 +127,24 @@ def verify(
     raise SignatureError(f"{role_name}: {len(valid)} of {needed} required distinct keys signed")
 
 
+def open_signed(
+    obj: Any,
+    payload_type: str,
+    model: type[M],
+    what: str,
+    trust_root: TrustRoot,
+    now: datetime,
+) -> M:
+    """A document the control plane signed (claim receipt, order, checkpoint), verify-then-parse:
+
+    1. the envelope's shape and payload type; 2. the control-plane keys' signature over
+    the exact payload; 3. only then the payload's strict schema.
+    """
+    env = from_json(obj, payload_type, what)
+    verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, now)
+    return parse_model(model, env.payload, what)
+
+
 def _check_one(
     keyid: str, trust_root: TrustRoot, role: Role, role_name: str, now: datetime
 ) -> SignatureError | None:
@@ -153,6 +171,7 @@ __all__ = [
     "dumps",
     "from_bytes",
     "from_json",
+    "open_signed",
     "sign",
     "to_json",
     "verify",

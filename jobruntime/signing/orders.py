@@ -13,8 +13,8 @@ from typing import Any
 from jobruntime.errors import JobRuntimeError
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
-from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
-from jobruntime.spec.codec import canonical, parse_model
+from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import CancelOrder
 
 
@@ -33,12 +33,10 @@ def sign_cancel(key: SigningKey, run_id: str, reason: str, now: datetime) -> dic
 def verify_cancel(obj: Any, trust_root: TrustRoot, run_id: str, now: datetime) -> CancelOrder:
     """Verify, then parse: the control plane's signature, then the order, then its run."""
     try:
-        # 1. The envelope's shape and payload type.
-        env = envelope.from_json(obj, envelope.ORDER_TYPE, "cancel order")
-        # 2. Signed by the control plane's keys in the pinned trust root.
-        envelope.verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, now)
-        # 3. Only now the order itself.
-        order = parse_model(CancelOrder, env.payload, "cancel order")
+        # 1.-3. Signed by the control plane's keys in the pinned trust root, then parsed.
+        order = envelope.open_signed(
+            obj, envelope.ORDER_TYPE, CancelOrder, "cancel order", trust_root, now
+        )
     except JobRuntimeError as exc:
         raise OrderError(f"cancel order refused: {exc.one_line()}") from None
     # 4. For this run.
