@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from jobruntime.controlplane.api import RunState
 from tests.conftest import DEV_POLICY, Runs
 from tests.sessions import api, error_code
 
@@ -61,3 +62,46 @@ def test_a_uri_belongs_to_the_organisation_that_first_published_there(runs: Runs
     planted = {"uri": uri, "key_id": "org-b/y", "version": 2, "manifest_digest": digest}
     resp = api(runs.emu, "owner:org-b", "POST", "/datasets/publish", planted)
     assert (resp.status_code, error_code(resp)) == (403, "dataset.owned_by_other")
+
+
+def test_an_approved_runs_output_uri_is_reserved_for_its_owner(runs: Runs) -> None:
+    """The attack from the issue: org-b plants a version where org-a's approved run will
+    write. Approval reserves the output URI for org-a, so org-b's publish is refused and
+    nothing is recorded there."""
+    uri = f"file:///data/reserved-{runs.tmp.name[-10:].lower()}"
+    overrides = runs.datasets(uris={"overlap": uri})
+    run_id = runs.approved(**overrides)
+    digest = "sha256:" + "cd" * 32
+    planted = {"uri": uri, "key_id": "org-b/y", "version": 1, "manifest_digest": digest}
+    resp = api(runs.emu, "owner:org-b", "POST", "/datasets/publish", planted)
+    assert (resp.status_code, error_code(resp)) == (403, "dataset.owned_by_other")
+    latest = api(runs.emu, "owner:org-b", "POST", "/datasets/latest", {"uri": uri})
+    assert (latest.status_code, error_code(latest)) == (404, "dataset.unknown")
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).state is RunState.APPROVED
+
+
+def test_a_run_cannot_be_approved_to_write_at_another_organisations_uri(runs: Runs) -> None:
+    """org-b already holds the URI: the owners' last approval is refused with its code,
+    the run stays pending, no approval is stored and the URI stays org-b's."""
+    uri = f"file:///data/held-{runs.tmp.name[-10:].lower()}"
+    digest = "sha256:" + "ef" * 32
+    held = {"uri": uri, "key_id": "org-b/y", "version": 1, "manifest_digest": digest}
+    assert api(runs.emu, "owner:org-b", "POST", "/datasets/publish", held).status_code == 200
+    run_id = runs.submit(**runs.datasets(uris={"overlap": uri}))
+    runs.approve(run_id, "org-b")
+    resp = api(
+        runs.emu,
+        "owner:org-a",
+        "POST",
+        f"/runs/{run_id}/approvals",
+        {"envelope": runs.approval(run_id, "org-a")},
+    )
+    assert (resp.status_code, error_code(resp)) == (409, "dataset.owned_by_other")
+    with runs.emu.client("operator") as c:
+        status = c.status(run_id)
+        entries = [e for e in c.audit().entries if e.run_id == run_id]
+    assert status.state is RunState.PENDING_APPROVAL
+    assert status.approved_by == {"org-a": 0, "org-b": 1}
+    assert entries[-1].event == "approval.rejected"
+    assert entries[-1].details == {"reason": "dataset.owned_by_other"}

@@ -30,7 +30,7 @@ from jobruntime.controlplane.api import (
     RunState,
     SignedHeartbeat,
 )
-from jobruntime.emulator.heartbeats import expire
+from jobruntime.controlplane.service.heartbeats import expire
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
 from jobruntime.keyrelease import jwe
@@ -189,18 +189,18 @@ def test_a_silent_run_fails_with_heartbeat_timeout(runs: Runs) -> None:
 def test_the_control_planes_own_downtime_is_not_silence(runs: Runs) -> None:
     from datetime import timedelta
 
-    from jobruntime.emulator.context import Context
+    from jobruntime.emulator.context import load_control_plane
 
     run_id, bundle = claimed(runs)
     s = session(runs, bundle)
     send(runs, s, beat(run_id, 0, interval=1.0))
-    ctx = Context.load(runs.emu.state)
+    cp = load_control_plane(runs.emu.state)
     try:
         later = utcnow() + timedelta(seconds=10)
-        assert run_id not in expire(ctx, later, since=later - timedelta(seconds=1))
-        assert run_id in expire(ctx, later)
+        assert run_id not in expire(cp, later, since=later - timedelta(seconds=1))
+        assert run_id in expire(cp, later)
     finally:
-        ctx.store.close()
+        cp.repo.close()
 
 
 # --- the sidecar as a process ---------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from heartbeat.cli import command
-from jobruntime.emulator.heartbeats import SERVICEBUS_ENV
+from jobruntime.emulator.app import SERVICEBUS_ENV
 from jobruntime.emulator.process import EmulatorProcess
 from tests.conftest import Runs
 from tests.servicebus_broker import BrokerProcess

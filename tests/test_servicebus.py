@@ -19,11 +19,8 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from proton import Message
 from proton.utils import BlockingConnection
 
-from heartbeat.transports.servicebus import (
-    ServiceBusHeartbeatConsumer,
-    ServiceBusTransport,
-    TransportError,
-)
+from heartbeat.transports.servicebus import ServiceBusTransport, TransportError
+from jobruntime.controlplane.service.servicebus import ServiceBusHeartbeatConsumer
 from jobruntime.errors import JobRuntimeError
 from tests.servicebus_broker import BrokerProcess, connection_string
 from tests.servicebus_broker.fixture import servicebus_broker

@@ -1,18 +1,16 @@
-"""The control-plane emulator: the ``/v1`` API as a FastAPI app over SQLite.
+"""The control-plane emulator: the ``/v1`` API as a FastAPI adapter over the service.
 
-It plays the real control plane for local work and tests: it signs specs with its
-own key, collects owner approvals, hands out one-time claims and keeps the audit
-log. Every route names the roles allowed to call it; everything else is 401/403.
+Every decision is made by ``jobruntime.controlplane.service`` (runs, kms,
+datasets, heartbeats) over its SQLite repository; this module only maps routes to
+those functions, names the roles allowed to call each route (everything else is
+401/403) and shapes refusals as the API's error body. Limits before any route runs
+are in ``limits.Gate``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import sqlite3
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -24,61 +22,66 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jobruntime.controlplane import audit
 from jobruntime.controlplane.api import (
     API_PREFIX,
     ApprovalRequest,
     ApprovalResponse,
+    AttestRequest,
+    AttestResponse,
     AuditLog,
     CancelRequest,
+    Challenge,
+    ChallengeRequest,
     ClaimRequest,
     ClaimResponse,
+    CreateKeyRequest,
+    DatasetRef,
+    DatasetVersion,
     Health,
-    OutputReport,
-    Progress,
+    HeartbeatAck,
+    KeyInfo,
+    OwnerAccessRequest,
+    OwnerAccessResponse,
+    PublishVersion,
+    ReleaseRequest,
+    ReleaseResponse,
     Role,
-    RunState,
     RunStatus,
+    SignedHeartbeat,
     SignedRun,
     SubmitResponse,
 )
-from jobruntime.emulator import datasets, heartbeats, kms, sessions
-from jobruntime.emulator.context import ERRORS, ApiError, Context, error_response
+from jobruntime.controlplane.service import datasets, heartbeats, kms, runs, servicebus
+from jobruntime.controlplane.service.core import ControlPlane
+from jobruntime.controlplane.service.errors import ServiceError, StateConflictError
+from jobruntime.controlplane.service.principals import Principal
+from jobruntime.emulator.context import ERRORS, Auth, error_response, load_control_plane
 from jobruntime.emulator.limits import Gate
-from jobruntime.emulator.state import Principal, token_digest
-from jobruntime.emulator.store import StateConflictError
 from jobruntime.errors import JobRuntimeError
-from jobruntime.signing import approvals, envelope
-from jobruntime.spec.codec import canonical, sha256_digest
-from jobruntime.spec.models import (
-    ApprovalPolicy,
-    ClaimReceipt,
-    JobRunRequest,
-    JobRunSpec,
-    ValidityWindow,
-    Workload,
-    utcnow,
-)
+from jobruntime.spec.models import JobRunRequest, Workload
 
-MAX_VALIDITY = timedelta(days=31)
-AUDIT_PAGE = 1000
+SERVICEBUS_ENV = "JOBRUNTIME_SERVICEBUS_CONNECTION"
 
 
 def create_app(state_dir: Path) -> FastAPI:
-    ctx = Context.load(state_dir)
-    key, trust_root, store = ctx.key, ctx.trust_root, ctx.store
-    load_run = ctx.load_run
+    cp = load_control_plane(state_dir)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        heartbeats.watch(ctx, stop)
-        bus = os.environ.get(heartbeats.SERVICEBUS_ENV)
+        env = os.environ.get
+        heartbeats.watch(
+            cp,
+            stop,
+            factor=float(env("JOBRUNTIME_HEARTBEAT_TIMEOUT_FACTOR", heartbeats.TIMEOUT_FACTOR)),
+            summary=timedelta(seconds=float(env("JOBRUNTIME_AUDIT_SUMMARY_SECONDS", "60"))),
+        )
+        bus = env(SERVICEBUS_ENV)
         if bus:
-            heartbeats.consume_servicebus(ctx, bus, stop)
+            servicebus.consume(cp, bus, stop)
         yield
         stop.set()
-        store.close()
+        cp.repo.close()
 
     app = FastAPI(
         title="Confidential Spark control plane",
@@ -91,20 +94,21 @@ def create_app(state_dir: Path) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.store = store
-    app.add_middleware(
-        Gate,
-        known=lambda token: token_digest(token) in ctx.tokens,
-        count=ctx.denials.count,
-    )
+    app.state.control_plane = cp
+    app.add_middleware(Gate, known=cp.known, count=cp.denials.count)
+    _handlers(app)
+    _routes(app, cp, Auth(cp))
+    return app
 
+
+def _handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own refusals (unknown route, unparsable body) in the API's shape.
         return error_response(exc.status_code, f"http.{exc.status_code}", str(exc.detail)[:200])
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(StateConflictError)
@@ -124,115 +128,40 @@ def create_app(state_dir: Path) -> FastAPI:
         )
         return error_response(422, "request.invalid", f"request does not match the schema: {where}")
 
-    def status_of(row: sqlite3.Row) -> RunStatus:
-        spec = JobRunSpec.model_validate_json(row["spec"])
-        found = store.read("SELECT * FROM liveness WHERE run_id = ?", row["run_id"])
-        live = found[0] if found else None
-        counts: dict[str, int] = {o: 0 for o in spec.approval_policy.required_owners}
-        for a in store.approvals(row["run_id"]):
-            counts[a["owner"]] = counts.get(a["owner"], 0) + 1
-        return RunStatus(
-            run_id=row["run_id"],
-            job_id=spec.job_id,
-            state=RunState(row["state"]),
-            spec_digest=row["spec_digest"],
-            required_owners=spec.approval_policy.required_owners,
-            approved_by=counts,
-            created_at=row["created_at"],
-            claimed_at=row["claimed_at"],
-            cancelled_at=row["cancelled_at"],
-            cancel_reason=row["cancel_reason"],
-            finished_at=row["finished_at"],
-            outcome_reason=row["outcome_reason"],
-            outputs=[OutputReport.model_validate(o) for o in json.loads(row["outputs"] or "[]")],
-            last_heartbeat_at=live["last_at"] if live else None,
-            progress=Progress.model_validate_json(live["progress"]) if live else None,
-        )
 
-    Any_ = ctx.dependency(*Role)
-    Submitter = ctx.dependency(Role.SUBMITTER)
-    Reader = ctx.dependency(Role.SUBMITTER, Role.OWNER, Role.OPERATOR, Role.VERIFIER)
-    Owner = ctx.dependency(Role.OWNER)
-    Verifier = ctx.dependency(Role.VERIFIER)
-    Canceller = ctx.dependency(Role.SUBMITTER, Role.OPERATOR)
-    Operator = ctx.dependency(Role.OPERATOR)
-    Renderer = ctx.dependency(Role.SUBMITTER, Role.OPERATOR)
+def _routes(app: FastAPI, cp: ControlPlane, allow: Auth) -> None:
+    anyone = allow(*Role)
+    submitter = allow(Role.SUBMITTER)
+    reader = allow(Role.SUBMITTER, Role.OWNER, Role.OPERATOR, Role.VERIFIER)
+    owner = allow(Role.OWNER)
+    pod = allow(Role.VERIFIER)
+    canceller = allow(Role.SUBMITTER, Role.OPERATOR)
+    operator = allow(Role.OPERATOR)
+    renderer = allow(Role.SUBMITTER, Role.OPERATOR)
+    owner_or_operator = allow(Role.OWNER, Role.OPERATOR)
+    dataset_caller = allow(Role.OWNER, Role.OPERATOR, Role.VERIFIER)
+    v1 = API_PREFIX
 
-    @app.get(f"{API_PREFIX}/health", tags=["meta"])
-    def health(who: Principal = Any_) -> Health:
+    @app.get(f"{v1}/health", tags=["meta"])
+    def health(who: Principal = anyone) -> Health:
         return Health(status="ok", principal=who.name)
 
-    @app.post(f"{API_PREFIX}/runs", status_code=201, tags=["runs"])
-    def submit(req: JobRunRequest, who: Principal = Submitter) -> SubmitResponse:
+    @app.post(f"{v1}/runs", status_code=201, tags=["runs"])
+    def submit(req: JobRunRequest, who: Principal = submitter) -> SubmitResponse:
         """Turn a request into a spec, sign it, and wait for the owners' approvals."""
-        now = utcnow()
-        window = req.validity or ValidityWindow(
-            not_before=now, expires=now + timedelta(seconds=req.valid_for_seconds)
-        )
-        if window.expires <= now:
-            raise ApiError(400, "request.invalid", "the validity window has already ended")
-        if window.expires - now > MAX_VALIDITY:
-            raise ApiError(
-                400, "request.invalid", f"a run is valid for at most {MAX_VALIDITY.days} days"
-            )
-        owners = sorted({d.owner for d in (*req.inputs, *req.outputs)})
-        if req.approval_policy is None and not owners:
-            raise ApiError(400, "request.invalid", "a run must name at least one dataset owner")
-        body = req.model_dump(exclude={"validity", "valid_for_seconds", "approval_policy"})
-        spec = JobRunSpec.model_validate(
-            {
-                **body,
-                "run_id": f"run-{uuid.uuid4()}",
-                "nonce": secrets.token_hex(32),
-                "validity": window,
-                "approval_policy": req.approval_policy or ApprovalPolicy(required_owners=owners),
-            }
-        )
-        payload = canonical(spec)
-        digest = sha256_digest(payload)
-        signed = envelope.dumps(envelope.sign(payload, envelope.SPEC_TYPE, [key]))
-        with store.tx() as db:
-            db.execute(
-                "INSERT INTO runs (run_id, submitter, spec, envelope, spec_digest, state,"
-                " created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    spec.run_id,
-                    who.name,
-                    payload.decode(),
-                    signed,
-                    digest,
-                    RunState.PENDING_APPROVAL.value,
-                    now.isoformat(),
-                ),
-            )
-            store.audit(
-                db,
-                now,
-                "run.submitted",
-                spec.run_id,
-                who.name,
-                {"spec_digest": digest, "job_id": spec.job_id, "module_sha256": spec.module.sha256},
-            )
-        return SubmitResponse(
-            run_id=spec.run_id, spec_digest=digest, state=RunState.PENDING_APPROVAL
-        )
+        return runs.submit(cp, req, who)
 
-    @app.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"])
-    def status(run_id: str, who: Principal = Reader) -> RunStatus:
-        return status_of(load_run(run_id, who))
+    @app.get(f"{v1}/runs/{{run_id}}", tags=["runs"])
+    def status(run_id: str, who: Principal = reader) -> RunStatus:
+        return runs.status(cp, run_id, who)
 
-    @app.get(f"{API_PREFIX}/runs/{{run_id}}/spec", tags=["runs"])
-    def signed_spec(run_id: str, who: Principal = Reader) -> SignedRun:
+    @app.get(f"{v1}/runs/{{run_id}}/spec", tags=["runs"])
+    def signed_spec(run_id: str, who: Principal = reader) -> SignedRun:
         """The signed spec and every accepted approval, for owners and verifiers to check."""
-        row = load_run(run_id, who)
-        return SignedRun(
-            envelope=json.loads(row["envelope"]),
-            approvals=[json.loads(a["envelope"]) for a in store.approvals(run_id)],
-        )
+        return runs.signed_spec(cp, run_id, who)
 
-    @app.post(f"{API_PREFIX}/runs/{{run_id}}/approvals", tags=["approvals"])
-    def approve(run_id: str, req: ApprovalRequest, who: Principal = Owner) -> ApprovalResponse:
+    @app.post(f"{v1}/runs/{{run_id}}/approvals", tags=["approvals"])
+    def approve(run_id: str, req: ApprovalRequest, who: Principal = owner) -> ApprovalResponse:
         """Accept one owner's signature over the exact spec digest.
 
         Decided inside one transaction on a fresh read of the run: an approval counts
@@ -240,227 +169,79 @@ def create_app(state_dir: Path) -> FastAPI:
         move to ``approved`` is a compare-and-set, so no concurrent workload change,
         cancel or finish can be undone or slipped under the owner's signature.
         """
-        now = utcnow()
-        load_run(run_id, who)
-        refusal: tuple[int, str, str] | None = None
-        with store.tx() as db:
-            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            spec = JobRunSpec.model_validate_json(row["spec"])
-            # 1. A valid signature by one owner over this run's current digest.
-            try:
-                owner, keyids = approvals.check_approval(
-                    req.envelope, spec, row["spec_digest"], trust_root, now
-                )
-            except JobRuntimeError as exc:
-                rejected: JobRuntimeError | None = exc
-            else:
-                rejected = None
-            state = RunState(row["state"])
-            # 2. The caller is that owner; the run still takes approvals; its pods are named.
-            if rejected is not None:
-                store.audit(
-                    db, now, "approval.rejected", run_id, who.name, {"reason": rejected.code}
-                )
-                refusal = (400, rejected.code, rejected.message)
-            elif owner != who.org:
-                refusal = (403, "auth.forbidden", f"{who.name} may not approve for {owner}")
-            elif state is not RunState.PENDING_APPROVAL:
-                refusal = (409, f"run.{state.value}", f"{run_id} is {state.value}")
-            elif not spec.workload.complete:
-                refusal = (
-                    409,
-                    "run.workload_pending",
-                    f"{run_id} does not name its pods' HOST_DATA yet: nothing to approve",
-                )
-            if refusal is None:
-                for keyid in sorted(keyids):
-                    db.execute(
-                        "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)",
-                        (run_id, keyid, owner, json.dumps(req.envelope, sort_keys=True)),
-                    )
-                store.audit(
-                    db,
-                    now,
-                    "run.approved",
-                    run_id,
-                    who.name,
-                    {"owner": owner, "keyids": sorted(keyids), "spec_digest": row["spec_digest"]},
-                )
-                # 3. Counted against the same row: approvals of an older digest do not count.
-                rows = db.execute("SELECT envelope FROM approvals WHERE run_id = ?", (run_id,))
-                tally = approvals.tally(
-                    [json.loads(r["envelope"]) for r in rows],
-                    spec,
-                    row["spec_digest"],
-                    trust_root,
-                    now,
-                )
-                if state is RunState.PENDING_APPROVAL and all(t.met for t in tally.owners.values()):
-                    state = RunState.APPROVED
-                    store.set_state(db, run_id, state, expect=[RunState.PENDING_APPROVAL])
-                    store.audit(db, now, "run.fully_approved", run_id, "control-plane", {})
-        if refusal is not None:
-            raise ApiError(*refusal)
-        return ApprovalResponse(run_id=run_id, owner=owner, keyid=sorted(keyids)[0], state=state)
+        return runs.approve(cp, run_id, req, who)
 
-    @app.post(f"{API_PREFIX}/runs/{{run_id}}/claim", tags=["runs"])
-    def claim(run_id: str, req: ClaimRequest, who: Principal = Verifier) -> ClaimResponse:
+    @app.post(f"{v1}/runs/{{run_id}}/claim", tags=["runs"])
+    def claim(run_id: str, req: ClaimRequest, who: Principal = pod) -> ClaimResponse:
         """Hand the run to exactly one attested driver pod; the same claim id may ask again."""
-        now = utcnow()
-        load_run(run_id, who)
-        # 1. An attested driver pod's verifier session for this run: a token alone is not enough.
-        session = sessions.require(
-            ctx,
-            req.session,
-            ("verifier",),
-            now=now,
-            actor=who.name,
-            event="claim.denied",
-            run_id=run_id,
-        )
-        if session.role != "driver":
-            ctx.audit(now, "claim.denied", run_id, who.name, {"reason": "claim.not_driver"})
-            raise ApiError(403, "claim.not_driver", "only a driver pod's verifier claims a run")
-        with store.tx() as db:
-            # 2. Decide and record in one transaction, so concurrent claims serialise.
-            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            state = RunState(row["state"])
-            if (
-                state is RunState.CLAIMED
-                and row["claim_id"] == req.claim_id
-                and row["claim_pod"] == session.pod_id
-            ):
-                return ClaimResponse(receipt=json.loads(row["claim_receipt"]))
-            refusal = sessions.claim_refusal(state, run_id)
-            if refusal is not None:
-                store.audit(db, now, "claim.denied", run_id, who.name, {"reason": refusal[1]})
-            else:
-                receipt = ClaimReceipt(
-                    run_id=run_id,
-                    spec_digest=row["spec_digest"],
-                    claim_id=req.claim_id,
-                    claimed_at=now,
-                )
-                signed = envelope.to_json(
-                    envelope.sign(canonical(receipt), envelope.CLAIM_TYPE, [key])
-                )
-                store.set_state(
-                    db,
-                    run_id,
-                    RunState.CLAIMED,
-                    expect=[RunState.APPROVED],
-                    claim_id=req.claim_id,
-                    claimed_at=now.isoformat(),
-                    claim_receipt=json.dumps(signed),
-                    claim_pod=session.pod_id,
-                )
-                db.execute(
-                    "INSERT INTO run_pods VALUES (?, ?, ?)", (run_id, session.pod_id, "driver")
-                )
-                store.audit(
-                    db,
-                    now,
-                    "run.claimed",
-                    run_id,
-                    who.name,
-                    {"claim_id": req.claim_id, "pod": session.pod_id},
-                )
-        if refusal is not None:
-            raise ApiError(*refusal)
-        return ClaimResponse(receipt=signed)
+        return runs.claim(cp, run_id, req, who)
 
-    @app.post(f"{API_PREFIX}/runs/{{run_id}}/workload", tags=["runs"])
-    def workload(run_id: str, req: Workload, who: Principal = Renderer) -> SubmitResponse:
+    @app.post(f"{v1}/runs/{{run_id}}/workload", tags=["runs"])
+    def workload(run_id: str, req: Workload, who: Principal = renderer) -> SubmitResponse:
         """Name the pods the owners will approve (HOST_DATA per role), and re-sign the spec.
 
         Only before any approval: the spec digest changes, so owners approve the
         workload with everything else.
         """
-        now = utcnow()
-        row = load_run(run_id, who)
-        spec = JobRunSpec.model_validate_json(row["spec"]).model_copy(update={"workload": req})
-        spec = JobRunSpec.model_validate(spec.model_dump())  # re-validated as a whole
-        payload = canonical(spec)
-        digest = sha256_digest(payload)
-        signed = envelope.dumps(envelope.sign(payload, envelope.SPEC_TYPE, [key]))
-        with store.tx() as db:
-            # Compare-and-set on the digest read above, while nothing is approved yet: an
-            # approval (or another workload) in between makes this a conflict, never a swap.
-            cur = db.execute(
-                "UPDATE runs SET spec = ?, envelope = ?, spec_digest = ? WHERE run_id = ?"
-                " AND state = ? AND spec_digest = ?"
-                " AND NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = ?)",
-                (
-                    payload.decode(),
-                    signed,
-                    digest,
-                    run_id,
-                    RunState.PENDING_APPROVAL.value,
-                    row["spec_digest"],
-                    run_id,
-                ),
-            )
-            if cur.rowcount != 1:
-                raise ApiError(
-                    409, "run.approval_started", f"{run_id} already has approvals or moved on"
-                )
-            store.audit(
-                db,
-                now,
-                "run.workload",
-                run_id,
-                who.name,
-                {
-                    "spec_digest": digest,
-                    "isolation": req.isolation,
-                    "host_data": dict(req.host_data),
-                },
-            )
-        return SubmitResponse(run_id=run_id, spec_digest=digest, state=RunState.PENDING_APPROVAL)
+        return runs.set_workload(cp, run_id, req, who)
 
-    @app.post(f"{API_PREFIX}/runs/{{run_id}}/cancel", tags=["runs"])
-    def cancel(run_id: str, req: CancelRequest, who: Principal = Canceller) -> RunStatus:
-        now = utcnow()
-        load_run(run_id, who)
-        refusal: tuple[int, str, str] | None = None
-        with store.tx() as db:
-            # Decided on a fresh read in the same transaction as the write.
-            state = RunState(
-                db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
-            )
-            if state in (RunState.SUCCEEDED, RunState.FAILED):
-                refusal = (409, "run.finished", f"{run_id} has already finished")
-            elif state is not RunState.CANCELLED:
-                store.set_state(
-                    db,
-                    run_id,
-                    RunState.CANCELLED,
-                    expect=[state],
-                    cancelled_at=now.isoformat(),
-                    cancel_reason=req.reason,
-                )
-                store.audit(db, now, "run.cancelled", run_id, who.name, {"reason": req.reason})
-        if refusal is not None:
-            raise ApiError(*refusal)
-        return status_of(load_run(run_id, who))
+    @app.post(f"{v1}/runs/{{run_id}}/cancel", tags=["runs"])
+    def cancel(run_id: str, req: CancelRequest, who: Principal = canceller) -> RunStatus:
+        return runs.cancel(cp, run_id, req, who)
 
-    @app.get(f"{API_PREFIX}/audit", tags=["audit"])
+    @app.post(f"{v1}/runs/{{run_id}}/heartbeats", tags=["heartbeats"])
+    def heartbeat(run_id: str, req: SignedHeartbeat, who: Principal = pod) -> HeartbeatAck:
+        """One signed heartbeat; the answer says whether the run is to be cancelled."""
+        cp.load_run(run_id, who)
+        return heartbeats.accept(cp, req, who.name, run_id)
+
+    @app.get(f"{v1}/audit", tags=["audit"])
     def audit_log(
         after: Annotated[int, Query(ge=0, le=2**53)] = 0,
-        limit: Annotated[int, Query(ge=1, le=AUDIT_PAGE)] = AUDIT_PAGE,
-        who: Principal = Operator,
+        limit: Annotated[int, Query(ge=1, le=runs.AUDIT_PAGE)] = runs.AUDIT_PAGE,
+        who: Principal = operator,
     ) -> AuditLog:
         """A page of the log (entries after ``after``) and a checkpoint of the whole log,
         signed now: {count, head, time}; ``next`` is where the following page starts."""
-        page, count, head = store.audit_page(after, limit)
-        more = bool(page) and page[-1].seq < count
-        return AuditLog(
-            entries=page,
-            checkpoint=audit.sign_checkpoint(count, head, key, utcnow()),
-            next=page[-1].seq if more else None,
-        )
+        return runs.audit_log(cp, after, limit)
 
-    kms.register(app, ctx)
-    datasets.register(app, ctx)
-    heartbeats.register(app, ctx)
-    return app
+    @app.post(f"{v1}/kms/keys", status_code=201, tags=["kms"])
+    def create_key(req: CreateKeyRequest, who: Principal = owner) -> KeyInfo:
+        """A new 256-bit dataset master key for the caller's organisation."""
+        return kms.create_key(cp, req, who)
+
+    @app.get(f"{v1}/kms/keys/{{key_id:path}}", tags=["kms"])
+    def get_key(key_id: str, who: Principal = owner_or_operator) -> KeyInfo:
+        """A key's owner and release policy; never its material."""
+        return kms.get_key(cp, key_id, who)
+
+    @app.post(f"{v1}/kms/keys/{{key_id:path}}/owner-access", tags=["kms"])
+    def owner_access(
+        key_id: str, req: OwnerAccessRequest, who: Principal = owner
+    ) -> OwnerAccessResponse:
+        """An owner's own use of its key (encrypting, decrypting its data): no attestation,
+        only the owner's token, wrapped to its ephemeral key, and audited."""
+        return kms.owner_access(cp, key_id, req, who)
+
+    @app.post(f"{v1}/kms/challenge", tags=["kms"])
+    def challenge(req: ChallengeRequest, who: Principal = pod) -> Challenge:
+        return kms.challenge(cp, req, who)
+
+    @app.post(f"{v1}/kms/attest", tags=["kms"])
+    def attest(req: AttestRequest, who: Principal = pod) -> AttestResponse:
+        """Appraise a pod's evidence once; the session it opens carries that appraisal."""
+        return kms.attest(cp, req, who)
+
+    @app.post(f"{v1}/kms/release", tags=["kms"])
+    def release(req: ReleaseRequest, who: Principal = pod) -> ReleaseResponse:
+        """One dataset key, wrapped to the attested key agent's ephemeral key."""
+        return kms.release(cp, req, who)
+
+    @app.post(f"{v1}/datasets/latest", tags=["datasets"])
+    def latest(ref: DatasetRef, who: Principal = dataset_caller) -> DatasetVersion:
+        return datasets.latest(cp, ref, who)
+
+    @app.post(f"{v1}/datasets/publish", tags=["datasets"])
+    def publish(req: PublishVersion, who: Principal = dataset_caller) -> DatasetVersion:
+        """Record a new latest version: exactly one more than the recorded one."""
+        return datasets.publish(cp, req, who)

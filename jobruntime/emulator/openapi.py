@@ -15,5 +15,5 @@ def document() -> dict[str, Any]:
         init_state(Path(tmp), ["org-a"])
         app = create_app(Path(tmp))
         doc: dict[str, Any] = app.openapi()
-        app.state.store.close()
+        app.state.control_plane.repo.close()
         return doc

@@ -6,10 +6,8 @@ after a restart lives here (the SQLite database beside these files).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT, save
 
 __all__ = ["EMULATED_MEASUREMENT"]  # re-exported: dev release policies name it
 from jobruntime.controlplane.api import Role
+from jobruntime.controlplane.service.principals import Principal, token_digest
 from jobruntime.errors import ConfigError
 from jobruntime.signing.keys import Algorithm, SigningKey, write_private
 from jobruntime.signing.trustroot import Role as TrustRole
@@ -54,13 +53,6 @@ class TokensFile(BaseModel):
             if p.name == name:
                 return p.token
         raise ConfigError(f"no principal named {name} in the tokens file")
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    role: Role
-    org: str | None = None
 
 
 def owner_key_path(state_dir: Path, owner: str) -> Path:
@@ -113,10 +105,6 @@ def load_tokens(state_dir: Path) -> TokensFile:
         return TokensFile.model_validate(json.loads((state_dir / TOKENS).read_text()))
     except (OSError, ValueError):
         raise ConfigError(f"cannot read the tokens file in {state_dir}") from None
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def principals(tokens: TokensFile) -> dict[str, Principal]:

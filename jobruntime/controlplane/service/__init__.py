@@ -1,0 +1,1 @@
+"""The control plane as a service: decisions over a repository, without HTTP."""
