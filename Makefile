@@ -4,14 +4,43 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BOOTSTRAP := $(VENV)/.bootstrapped
 
-.PHONY: install demo test lint typecheck unit bench openapi clean
+.PHONY: install lock demo test lint typecheck unit bench openapi clean
 
-$(STAMP): pyproject.toml
+# Dependencies come only from the hash-pinned locks in requirements/ (see README,
+# "Dependencies"): pip installs exactly what a lock names, at its version and hash, and
+# builds (the project, and the locked packages that ship only sources) run on the tools
+# pinned in build.lock instead of fetching their own.
+PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps --no-build-isolation
+
+# The venv with the pinned pip and uv (requirements/bootstrap.lock).
+$(BOOTSTRAP): requirements/bootstrap.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/bootstrap.lock
+	touch $(BOOTSTRAP)
+
+$(STAMP): $(BOOTSTRAP) requirements/build.lock requirements/dev.lock pyproject.toml
+	$(PIP_LOCKED) -r requirements/build.lock
+	$(PIP_LOCKED) -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve the locks from pyproject.toml and requirements/*.in for CPython 3.11 on
+# x86_64 Linux, keeping every pin that still fits. One resolution: dev.lock (runtime, dev
+# and build requirements), then runtime.lock (what the image installs) and build.lock
+# constrained to it. To move pins: make lock LOCK_FLAGS=--upgrade (or --upgrade-package X).
+LOCK_FLAGS ?=
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock'
+
+lock: $(BOOTSTRAP)
+	$(UV_COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock
+	$(UV_COMPILE) $(LOCK_FLAGS) pyproject.toml requirements/build.in --extra dev \
+		-o requirements/dev.lock
+	$(UV_COMPILE) pyproject.toml -c requirements/dev.lock -o requirements/runtime.lock
+	$(UV_COMPILE) requirements/build.in -c requirements/dev.lock -o requirements/build.lock
 
 AZURITE := node_modules/.bin/azurite-blob
 
