@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from jobruntime.cli import audit, cluster, dataset, emulator, keys, kms, runs, spec, submit
+from jobruntime.cli import audit, cluster, conf, dataset, emulator, keys, kms, runs, spec, submit
 from jobruntime.entrypoint import run_main
 
 
@@ -14,7 +14,7 @@ def parser() -> argparse.ArgumentParser:
         prog="jobruntime", description="Confidential Spark job runtime: keys, specs, runs."
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (keys, spec, emulator, runs, kms, dataset, submit, cluster, audit):
+    for module in (keys, spec, emulator, runs, kms, dataset, submit, cluster, audit, conf):
         module.register(sub)
     return p
 

@@ -73,9 +73,14 @@ _CLAIM_REFUSALS: dict[str, type[ClaimError]] = {
 }
 
 
-_ATTESTATION_REFUSALS: dict[str, type[AttestationError]] = {
-    cls.code: cls for cls in all_error_types() if issubclass(cls, AttestationError)
-}
+def _attestation_refusal(code: str) -> type[AttestationError]:
+    """The attestation error class for a refusal's code, looked up when it is needed:
+    the registry fills as modules are imported, so a table built at import time would
+    miss the classes of modules imported later."""
+    for cls in all_error_types():
+        if issubclass(cls, AttestationError) and cls.code == code:
+            return cls
+    return AttestationError
 
 
 class DeadlineRetry(Retry):
@@ -312,7 +317,7 @@ def _refusal(status: int, body: bytes, what: str) -> JobRuntimeError:
         return _CLAIM_REFUSALS[code](message)
     if code.startswith("attestation."):
         # The control plane judged our evidence: fail as attestation, with its code.
-        return _ATTESTATION_REFUSALS.get(code, AttestationError)(f"{message} ({code})")
+        return _attestation_refusal(code)(f"{message} ({code})")
     if status in (401, 403):
         return AuthError(text, status, code)
     if status == 404:

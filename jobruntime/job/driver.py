@@ -1,14 +1,16 @@
 """The driver entry program ``spark-submit`` runs for every job.
 
-In order: load the verified bundle and verify it again against the pinned trust
+In order: refuse a Spark configuration that weakens spark-conf/ (before any of
+Spark starts), load the verified bundle and verify it again against the pinned trust
 root, check the module's digest again and import exactly those bytes, validate the
 parameters, start Spark with the confidential data source, run the job, and leave
 the outcome and the outputs' manifest digests for the heartbeat sidecar, whose
 final signed heartbeat reports them (the driver holds no control-plane token).
 Exit codes (docs/driver.md): 0 success, 2 configuration, 11-13 the bundle does not
 verify, 16 module changed after verification, 24 dataset refused, 25 parameters,
-26 the job failed, 29 cancelled, 70 unexpected. A failure names the exception's
-type and the job file's line, never its message (messages quote data).
+26 the job failed, 29 cancelled, 31 Spark configuration refused, 70 unexpected. A
+failure names the exception's type and the job file's line, never its message
+(messages quote data).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from jobruntime.job.context import JobContext
 from jobruntime.job.errors import JobCancelledError, JobError
 from jobruntime.job.failure import describe_failure, leaky_spark_settings, quiet_python_logging
 from jobruntime.job.log import JobLogger
+from jobruntime.sparkconf.check import refuse_insecure_spark_conf
 from jobruntime.verification.consumer import load_pod_bundle
 
 
@@ -75,6 +78,8 @@ def _finish(
 
 
 def run() -> int:
+    # 0. Spark's effective configuration, before any of Spark starts (sparkconf.*, exit 31).
+    refuse_insecure_spark_conf()
     shared = Path(_env("JOB_BUNDLE_DIR"))
     # 1. The bundle, re-verified against the pinned trust root; nothing unverified is used.
     pinned, bundle = load_pod_bundle(
