@@ -103,6 +103,10 @@ def _release_body(_: Runs, __: str) -> Any:
     return {"session": "not-a-session", "dataset": "customers_a"}
 
 
+def _secret_body(_: Runs, __: str) -> Any:
+    return {"session": "not-a-session"}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -149,6 +153,7 @@ ENDPOINTS = (
     # Refused for its made-up nonce and session, not for the caller.
     Endpoint("POST", "/v1/kms/attest", frozenset({"verifier"}), _attest_body, 409),
     Endpoint("POST", "/v1/kms/release", frozenset({"verifier"}), _release_body, 403),
+    Endpoint("POST", "/v1/kms/spark-secret", frozenset({"verifier"}), _secret_body, 403),
     Endpoint(
         "POST", "/v1/kms/keys/{key_id}/owner-access", frozenset({"owner"}), _owner_access_body, 404
     ),

@@ -249,6 +249,15 @@ class ReleaseResponse(_Wire):
     jwe: str = Field(description="compact JWE (ECDH-ES+A256KW, A256GCM) to the session's key")
 
 
+class SparkSecretRequest(_Wire):
+    session: str
+
+
+class SparkSecretResponse(_Wire):
+    run_id: str
+    jwe: str = Field(description="compact JWE (ECDH-ES+A256KW, A256GCM) to the session's key")
+
+
 # --- dataset versions: the control plane's record of each dataset's latest manifest ----
 
 

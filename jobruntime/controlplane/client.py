@@ -46,6 +46,8 @@ from jobruntime.controlplane.api import (
     RunStatus,
     SignedHeartbeat,
     SignedRun,
+    SparkSecretRequest,
+    SparkSecretResponse,
     SubmitResponse,
 )
 from jobruntime.errors import (
@@ -241,6 +243,10 @@ class ControlPlaneClient:
     def release(self, session: str, dataset: str) -> ReleaseResponse:
         body = ReleaseRequest(session=session, dataset=dataset).model_dump()
         return self._call("POST", "/kms/release", ReleaseResponse, body=body)
+
+    def spark_secret(self, session: str) -> SparkSecretResponse:
+        body = SparkSecretRequest(session=session).model_dump()
+        return self._call("POST", "/kms/spark-secret", SparkSecretResponse, body=body)
 
     # --- plumbing ----------------------------------------------------------------
 

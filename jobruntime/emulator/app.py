@@ -49,6 +49,8 @@ from jobruntime.controlplane.api import (
     RunStatus,
     SignedHeartbeat,
     SignedRun,
+    SparkSecretRequest,
+    SparkSecretResponse,
     SubmitResponse,
 )
 from jobruntime.controlplane.service import datasets, heartbeats, kms, runs, servicebus
@@ -236,6 +238,11 @@ def _routes(app: FastAPI, cp: ControlPlane, allow: Auth) -> None:
     def release(req: ReleaseRequest, who: Principal = pod) -> ReleaseResponse:
         """One dataset key, wrapped to the attested key agent's ephemeral key."""
         return kms.release(cp, req, who)
+
+    @app.post(f"{v1}/kms/spark-secret", tags=["kms"])
+    def spark_secret(req: SparkSecretRequest, who: Principal = pod) -> SparkSecretResponse:
+        """The run's Spark authentication secret, wrapped to an attested key agent."""
+        return kms.spark_secret(cp, req, who)
 
     @app.post(f"{v1}/datasets/latest", tags=["datasets"])
     def latest(ref: DatasetRef, who: Principal = dataset_caller) -> DatasetVersion:

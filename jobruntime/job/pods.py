@@ -62,6 +62,10 @@ class PodPlan:
     def socket(self, role: str) -> Path:
         return self.work / role / "agent" / "agent.sock"
 
+    def spark_secret(self, role: str) -> Path:
+        """Where the pod's key agent writes the run's Spark secret (the memory volume)."""
+        return self.work / role / "agent" / "spark-auth-secret"
+
 
 def verifier_container(plan: PodPlan, role: str) -> ContainerLaunch:
     argv = [
@@ -103,6 +107,8 @@ def key_agent_container(plan: PodPlan, role: str) -> ContainerLaunch:
         "jobruntime.keyagent",
         "--socket",
         str(plan.socket(role)),
+        "--spark-secret-file",
+        str(plan.spark_secret(role)),
         "--bundle-dir",
         str(plan.bundle_dir(role)),
         "--control-plane-url",

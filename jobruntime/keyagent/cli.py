@@ -20,6 +20,7 @@ from types import FrameType
 from jobruntime.entrypoint import run_main
 from jobruntime.errors import ConfigError
 from jobruntime.keyagent.kms_source import KmsKeySource, grants_of
+from jobruntime.keyagent.secretfile import write_spark_secret
 from jobruntime.keyagent.server import KeyAgentServer
 from jobruntime.keyagent.source import KeySource, StaticKeySource
 
@@ -85,6 +86,13 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         default=env("JOB_EMULATED_TEE_DIR"),
         help="the emulated TEE, with --tee emulated [$JOB_EMULATED_TEE_DIR]",
+    )
+    p.add_argument(
+        "--spark-secret-file",
+        type=Path,
+        default=env("JOB_SPARK_SECRET_FILE"),
+        help="where to write the run's Spark authentication secret (0400, in the memory "
+        "volume), released by the KMS to this attested agent [$JOB_SPARK_SECRET_FILE]",
     )
     p.add_argument(
         "--static-keys",
@@ -161,6 +169,10 @@ def kms_source(args: argparse.Namespace) -> KeySource:
         client, bundle.identity, provider_for(args.tee, args.emulated_tee_dir), "key-agent"
     )
     answer = session.attest()
+    if args.spark_secret_file is not None:
+        write_spark_secret(
+            args.spark_secret_file, session.spark_secret(), memory_fs=not args.insecure_disk_socket
+        )
     source = KmsKeySource(session, grants_of(bundle.verified.spec))
     log.info(
         "attested %s (%s evidence); serving %d datasets",

@@ -106,6 +106,13 @@ class AttestedSession:
         assert self._token is not None
         return self._token
 
+    def spark_secret(self) -> bytes:
+        """The run's Spark secret, unwrapped in memory; attests first if it has not yet."""
+        answer = self._client.spark_secret(self._session())
+        if answer.run_id != self.pod.run_id:
+            raise KeyWrapError(f"the KMS answered with the secret of {answer.run_id}")
+        return self._key.unwrap(answer.jwe)
+
     def release(self, dataset: str) -> bytes:
         """One dataset key, unwrapped in memory; attests first if it has not yet."""
         answer = self._client.release(self._session(), dataset)

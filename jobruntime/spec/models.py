@@ -43,6 +43,8 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 SafeInt = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
 """Integers RFC 8785 (I-JSON) can carry exactly; larger ones are refused, not a 500."""
+
+
 def _float_only(value: object) -> object:
     if isinstance(value, int):  # an int out of SafeInt's range must not become a float
         raise ValueError("integers must be within +-2^53")

@@ -42,6 +42,8 @@ from jobruntime.controlplane.api import (
     ReleaseResponse,
     Role,
     RunState,
+    SparkSecretRequest,
+    SparkSecretResponse,
 )
 from jobruntime.controlplane.service import sessions
 from jobruntime.controlplane.service.core import ControlPlane
@@ -56,6 +58,7 @@ from jobruntime.spec.models import JobRunSpec, utcnow
 
 MAX_OPEN_NONCES = 256
 RELEASE_NEED = sessions.Need(purposes=("key-agent",), event="kms.release_denied", running=True)
+SECRET_NEED = RELEASE_NEED
 
 
 def _info(key: KeyRecord) -> KeyInfo:
@@ -282,6 +285,39 @@ def release(cp: ControlPlane, req: ReleaseRequest, who: Principal) -> ReleaseRes
         {"dataset": req.dataset, "key_id": dataset.key_id, "pod": session.pod_id},
     )
     return ReleaseResponse(dataset=req.dataset, key_id=dataset.key_id, jwe=wrapped)
+
+
+def spark_secret(cp: ControlPlane, req: SparkSecretRequest, who: Principal) -> SparkSecretResponse:
+    """The run's Spark authentication secret, wrapped to an attested key agent.
+
+    One secret per run, made here on first request, released like a dataset key: only
+    to a key-agent session of a pod of the running run (driver and executors get the
+    same value), so Spark's RPC between the run's pods authenticates with a secret
+    no one outside them holds; never in a pod spec, an environment or a log.
+    """
+    now = utcnow()
+    # 1. A live key-agent session of a running run (the claiming driver or a joined executor).
+    session, run = sessions.require(
+        cp, req.session, SECRET_NEED, now=now, actor=who.name, dataset="(spark secret)"
+    )
+    # 2. The owners approved exactly the spec the run has now.
+    unapproved = sessions.approvals_fault(cp, run, now)
+    if unapproved:
+        details = {"reason": "kms.not_approved", "dataset": "(spark secret)", "pod": session.pod_id}
+        cp.audit(now, "kms.release_denied", run.run_id, who.name, details)
+        raise ServiceError(409, "kms.not_approved", unapproved)
+    # 3. Made once per run, in the same transaction as the audit entry.
+    with cp.repo.tx() as tx:
+        secret = tx.run_secret(run.run_id, secrets.token_bytes(32))
+        tx.audit(
+            now,
+            "kms.spark_secret_released",
+            run.run_id,
+            who.name,
+            {"pod": session.pod_id, "role": session.role},
+        )
+    wrapped = jwe.wrap(secret, jwe.public_key(session.public_jwk))
+    return SparkSecretResponse(run_id=run.run_id, jwe=wrapped)
 
 
 def check_workload(spec: JobRunSpec, role: str, report: AttestationReport) -> None:

@@ -111,6 +111,10 @@ CREATE TABLE IF NOT EXISTS liveness (
     interval REAL NOT NULL,
     progress TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_secrets (
+    run_id TEXT PRIMARY KEY,
+    material BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     entry TEXT NOT NULL
@@ -376,6 +380,16 @@ class Tx:
             "SELECT * FROM kms_sessions WHERE token_hash = ?", (token_hash,)
         ).fetchone()
         return SessionRecord(**{**dict(row), "report": bytes(row["report"])}) if row else None
+
+    def run_secret(self, run_id: str, fresh: bytes) -> bytes:
+        """The run's Spark secret: ``fresh`` if the run had none, else the one it has."""
+        self._db.execute(
+            "INSERT INTO run_secrets VALUES (?, ?) ON CONFLICT DO NOTHING", (run_id, fresh)
+        )
+        row = self._db.execute(
+            "SELECT material FROM run_secrets WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return bytes(row["material"])
 
     # --- datasets ------------------------------------------------------------------
 
