@@ -11,6 +11,7 @@ every ``sparkconf.*`` code). A file that cannot be read is ``config.invalid`` (e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ def register(sub: Any) -> None:
         description="Print every weakening, one line each; exit with the first one's code.",
     )
     c.add_argument(
-        "--conf-dir", type=Path, default=None, help="holds spark-defaults.conf [spark-conf/]"
+        "--conf-dir",
+        type=Path,
+        default=None,
+        help="holds spark-defaults.conf [$SPARK_CONF_DIR, else the checkout's spark-conf/]",
     )
     c.add_argument(
         "--properties-file",
@@ -68,7 +72,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def check(args: argparse.Namespace) -> int:
-    conf_dir = args.conf_dir or default_conf_dir()
+    # In the image Spark's configuration is $SPARK_CONF_DIR; in a checkout, spark-conf/.
+    env_dir = os.environ.get("SPARK_CONF_DIR")
+    conf_dir = args.conf_dir or (Path(env_dir) if env_dir else default_conf_dir())
     env = None if args.spark_local_ip is None else {LOCAL_IP_ENV: args.spark_local_ip}
     refusals = check_conf_dir(conf_dir, args.properties_file, _overrides(args), env)
     for refusal in refusals:
