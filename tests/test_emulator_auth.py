@@ -103,6 +103,10 @@ def _release_body(_: Runs, __: str) -> Any:
     return {"session": "not-a-session", "dataset": "customers_a"}
 
 
+def _refusal_body(_: Runs, __: str) -> Any:
+    return {"role": "driver", "code": "digest.module", "exit_code": 16, "step": 7}
+
+
 def _secret_body(_: Runs, __: str) -> Any:
     return {"session": "not-a-session"}
 
@@ -154,6 +158,7 @@ ENDPOINTS = (
     Endpoint("POST", "/v1/kms/attest", frozenset({"verifier"}), _attest_body, 409),
     Endpoint("POST", "/v1/kms/release", frozenset({"verifier"}), _release_body, 403),
     Endpoint("POST", "/v1/kms/spark-secret", frozenset({"verifier"}), _secret_body, 403),
+    Endpoint("POST", "/v1/runs/{run_id}/refusals", frozenset({"verifier"}), _refusal_body),
     Endpoint(
         "POST", "/v1/kms/keys/{key_id}/owner-access", frozenset({"owner"}), _owner_access_body, 404
     ),

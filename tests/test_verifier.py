@@ -25,6 +25,7 @@ from jobruntime.attestation.providers.emulated import (
     EmulatedProvider,
     load_tee,
 )
+from jobruntime.controlplane.api import RunState
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
@@ -37,6 +38,7 @@ from jobruntime.spec.models import utcnow
 from jobruntime.verification.bundle import BUNDLE_NAME, PodBundle, load_bundle
 from jobruntime.verification.signed import check_skew
 from tests.conftest import IMAGE, Runs
+from tests.sessions import api, error_code
 from tests.tamper import TamperingClient, flip_byte, payload, with_payload
 from verifier.cli import command
 from verifier.run import AttestationStep, VerifierConfig, verify_run
@@ -432,14 +434,78 @@ def test_cli_success_prints_the_bundle_path(runs: Runs, tmp_path: Path) -> None:
     assert (tmp_path / "out" / BUNDLE_NAME).exists()
 
 
+def termination(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    assert "\n" not in text and len(text.encode()) <= 4096
+    message: dict[str, Any] = json.loads(text)
+    return message
+
+
 def test_cli_failure_writes_one_line_and_exit_code(runs: Runs, tmp_path: Path) -> None:
     run_id = runs.approved()
     proc = cli(runs, run_id, tmp_path, "--image-digest", "sha256:" + "00" * 32)
     assert proc.returncode == 17
-    reason = (tmp_path / "termination").read_text()
-    assert reason.startswith("digest.image: ") and "\n" not in reason
+    reason = termination(tmp_path / "termination")
+    assert reason["error"].startswith("digest.image: ")
+    assert (reason["run_id"], reason["role"], reason["code"]) == (run_id, "driver", "digest.image")
+    assert (reason["exit_code"], reason["step"]) == (17, 8)
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_refusal_reaches_the_operator_through_runs_status(runs: Runs, tmp_path: Path) -> None:
+    """The operator sees why the verifier refused (code, step, role) with `runs status`;
+    the run is not touched by it."""
+    run_id = runs.approved()
+    runs.module.write_bytes(b"def run(ctx):\n    return 1\n")  # not the approved module
+    proc = cli(runs, run_id, tmp_path)
+    assert proc.returncode == 16, proc.stderr
+    assert termination(tmp_path / "termination")["step"] == 7
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobruntime",
+            "runs",
+            "status",
+            run_id,
+            "--emulator-state",
+            str(runs.emu.state),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["state"] == "approved"
+    assert [(r["role"], r["code"], r["exit_code"], r["step"]) for r in shown["refusals"]] == [
+        ("driver", "digest.module", 16, 7)
+    ]
+
+
+def test_reported_refusals_are_bounded_typed_and_change_nothing(runs: Runs) -> None:
+    run_id = runs.approved()
+    path = f"/runs/{run_id}/refusals"
+    good = {"role": "driver", "code": "digest.module", "exit_code": 16, "step": 7}
+    for bad in (
+        {**good, "code": "Free text with <data>"},
+        {**good, "exit_code": 0},
+        {**good, "step": 11},
+        {**good, "at": "2020-01-01T00:00:00Z", "extra": 1},
+    ):
+        resp = api(runs.emu, "verifier", "POST", path, bad)
+        assert (resp.status_code, error_code(resp)) == (422, "request.invalid"), bad
+    for principal in ("submitter", "owner:org-a"):
+        resp = api(runs.emu, principal, "POST", path, good)
+        assert (resp.status_code, error_code(resp)) == (403, "auth.forbidden")
+    for _ in range(16):
+        assert api(runs.emu, "verifier", "POST", path, good).status_code == 200
+    resp = api(runs.emu, "verifier", "POST", path, good)
+    assert (resp.status_code, error_code(resp)) == (429, "run.too_many_refusals")
+    with runs.emu.client("operator") as c:
+        status = c.status(run_id)
+    assert status.state is RunState.APPROVED and len(status.refusals) == 16
 
 
 def test_cli_outside_development_mode_refuses_anchors_from_flags(
@@ -449,7 +515,7 @@ def test_cli_outside_development_mode_refuses_anchors_from_flags(
     env = {k: v for k, v in os.environ.items() if k != "JOBRUNTIME_DEV"}
     proc = cli(runs, runs.approved(), tmp_path, env=env)
     assert proc.returncode == 2, proc.stderr
-    reason = (tmp_path / "termination").read_text()
+    reason = termination(tmp_path / "termination")["error"]
     assert reason.startswith("config.invalid: the trust root, control-plane URL")
     assert "come from the image" in reason
     assert not (tmp_path / "out").exists()
@@ -495,7 +561,7 @@ def test_cli_missing_inputs_is_a_config_error(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "JOBRUNTIME_DEV": "1"},
     )
     assert proc.returncode == 2
-    assert (tmp_path / "t").read_text().startswith("config.invalid: no control-plane URL")
+    assert termination(tmp_path / "t")["error"].startswith("config.invalid: no control-plane URL")
 
 
 # --- 9. attestation, and executor mode ------------------------------------------------

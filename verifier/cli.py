@@ -17,9 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.entrypoint import run_main
-from jobruntime.errors import ConfigError
+from jobruntime.errors import ConfigError, JobRuntimeError
 from jobruntime.verification.pinned import DEV_ENV, anchors
+from verifier.refusal import REPORT_TIMEOUT, refusal_of, report, termination_message
 from verifier.run import VerifierConfig, verify_run
 
 TERMINATION_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
@@ -178,13 +180,33 @@ def write_termination(path: Path, line: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     termination = Path(args.termination_log)
+    refused: list[JobRuntimeError] = []
 
     def body() -> int:
         config = config_from(args)
-        path = verify_run(config)
+        try:
+            path = verify_run(config)
+        except JobRuntimeError as exc:
+            refused.append(exc)
+            report_refusal(config, exc)
+            raise
         print(f"job-verifier: verified {config.run_id}; bundle at {path}")
         return 0
 
-    return run_main(
-        "job-verifier", body, on_failure=lambda line: write_termination(termination, line)
-    )
+    def on_failure(line: str) -> None:
+        exc = refused[0] if refused else None
+        write_termination(termination, termination_message(args.run_id, args.mode, line, exc))
+
+    return run_main("job-verifier", body, on_failure=on_failure)
+
+
+def report_refusal(config: VerifierConfig, exc: JobRuntimeError) -> None:
+    """Tell the control plane why, within a few seconds, so ``runs status`` shows it."""
+    with ControlPlaneClient(
+        config.control_plane_url,
+        config.token,
+        ca_bundle=config.ca_bundle,
+        retry_for=REPORT_TIMEOUT,
+        timeout=REPORT_TIMEOUT,
+    ) as client:
+        report(client, config.run_id, refusal_of(exc, config.mode))

@@ -62,6 +62,16 @@ class Progress(_Wire):
     tasks_total: int = 0
 
 
+class VerifierRefusal(_Wire):
+    """Why a pod's verifier refused the run: its error code, exit code and step."""
+
+    role: Literal["driver", "executor"]
+    code: Annotated[str, Field(pattern=r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$", max_length=64)]
+    exit_code: Annotated[int, Field(ge=1, le=125)]
+    step: Annotated[int, Field(ge=1, le=10)] | None = None
+    at: datetime | None = Field(default=None, description="set by the control plane")
+
+
 class RunStatus(_Wire):
     run_id: RunId
     job_id: str
@@ -78,6 +88,11 @@ class RunStatus(_Wire):
     outputs: list[OutputReport] = Field(default_factory=list)
     last_heartbeat_at: datetime | None = None
     progress: Progress | None = None
+    refusals: list[VerifierRefusal] = Field(
+        default_factory=list,
+        description="what the run's verifiers reported before exiting (by the pods' token: "
+        "informational, not attested)",
+    )
 
 
 class OutputReport(_Wire):

@@ -49,6 +49,7 @@ from jobruntime.controlplane.api import (
     SparkSecretRequest,
     SparkSecretResponse,
     SubmitResponse,
+    VerifierRefusal,
 )
 from jobruntime.errors import (
     AttestationError,
@@ -175,6 +176,10 @@ class ControlPlaneClient:
         return self._call(
             "POST", f"/runs/{run_id}/heartbeats", HeartbeatAck, body=signed.model_dump()
         )
+
+    def report_refusal(self, run_id: str, refusal: VerifierRefusal) -> RunStatus:
+        body = refusal.model_dump(mode="json", exclude_none=True)
+        return self._call("POST", f"/runs/{run_id}/refusals", RunStatus, body=body)
 
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> RunStatus:
         body = CancelRequest(reason=reason).model_dump()

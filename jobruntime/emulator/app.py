@@ -52,6 +52,7 @@ from jobruntime.controlplane.api import (
     SparkSecretRequest,
     SparkSecretResponse,
     SubmitResponse,
+    VerifierRefusal,
 )
 from jobruntime.controlplane.service import datasets, heartbeats, kms, runs, servicebus
 from jobruntime.controlplane.service.core import ControlPlane
@@ -190,6 +191,11 @@ def _routes(app: FastAPI, cp: ControlPlane, allow: Auth) -> None:
     @app.post(f"{v1}/runs/{{run_id}}/cancel", tags=["runs"])
     def cancel(run_id: str, req: CancelRequest, who: Principal = canceller) -> RunStatus:
         return runs.cancel(cp, run_id, req, who)
+
+    @app.post(f"{v1}/runs/{{run_id}}/refusals", tags=["runs"])
+    def refusal(run_id: str, req: VerifierRefusal, who: Principal = pod) -> RunStatus:
+        """A pod's verifier reports why it refused the run (informational, not attested)."""
+        return runs.record_refusal(cp, run_id, req, who)
 
     @app.post(f"{v1}/runs/{{run_id}}/heartbeats", tags=["heartbeats"])
     def heartbeat(run_id: str, req: SignedHeartbeat, who: Principal = pod) -> HeartbeatAck:

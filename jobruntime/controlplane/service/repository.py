@@ -111,6 +111,12 @@ CREATE TABLE IF NOT EXISTS liveness (
     interval REAL NOT NULL,
     progress TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_refusals (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    refusal TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
 CREATE TABLE IF NOT EXISTS run_secrets (
     run_id TEXT PRIMARY KEY,
     material BLOB NOT NULL
@@ -380,6 +386,15 @@ class Tx:
             "SELECT * FROM kms_sessions WHERE token_hash = ?", (token_hash,)
         ).fetchone()
         return SessionRecord(**{**dict(row), "report": bytes(row["report"])}) if row else None
+
+    def refusals(self, run_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT refusal FROM run_refusals WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
+        return [str(r["refusal"]) for r in rows]
+
+    def add_refusal(self, run_id: str, seq: int, refusal: str) -> None:
+        self._db.execute("INSERT INTO run_refusals VALUES (?, ?, ?)", (run_id, seq, refusal))
 
     def run_secret(self, run_id: str, fresh: bytes) -> bytes:
         """The run's Spark secret: ``fresh`` if the run had none, else the one it has."""

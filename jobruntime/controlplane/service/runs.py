@@ -29,6 +29,7 @@ from jobruntime.controlplane.api import (
     RunStatus,
     SignedRun,
     SubmitResponse,
+    VerifierRefusal,
 )
 from jobruntime.controlplane.service import datasets, sessions
 from jobruntime.controlplane.service.core import ControlPlane
@@ -121,6 +122,7 @@ def status(cp: ControlPlane, run_id: str, who: Principal) -> RunStatus:
     spec = run.spec
     with cp.repo.read() as tx:
         live = tx.liveness(run_id)
+        refusals = [VerifierRefusal.model_validate_json(r) for r in tx.refusals(run_id)]
         approvers = tx.approvers(run_id)
     counts: dict[str, int] = {o: 0 for o in spec.approval_policy.required_owners}
     for owner in approvers:
@@ -141,7 +143,40 @@ def status(cp: ControlPlane, run_id: str, who: Principal) -> RunStatus:
         outputs=[OutputReport.model_validate(o) for o in json.loads(run.outputs or "[]")],
         last_heartbeat_at=live.last_at if live else None,
         progress=Progress.model_validate_json(live.progress) if live else None,
+        refusals=refusals,
     )
+
+
+MAX_REFUSALS = 16
+
+
+def record_refusal(
+    cp: ControlPlane, run_id: str, req: VerifierRefusal, who: Principal
+) -> RunStatus:
+    """A pod's verifier says why it refused the run, so the operator sees it.
+
+    Informational: it comes with the pods' bearer token, not an attested session, so it
+    changes nothing about the run, holds only a code, an exit code and a step (no
+    caller-chosen text), and a run keeps at most ``MAX_REFUSALS`` of them.
+    """
+    now = utcnow()
+    cp.load_run(run_id, who)
+    refusal = req.model_copy(update={"at": now})
+    with cp.repo.tx() as tx:
+        held = len(tx.refusals(run_id))
+        if held >= MAX_REFUSALS:
+            raise ServiceError(
+                429, "run.too_many_refusals", f"{run_id} already holds {held} refusals"
+            )
+        tx.add_refusal(run_id, held + 1, refusal.model_dump_json())
+        tx.audit(
+            now,
+            "verifier.refused",
+            run_id,
+            who.name,
+            {"role": req.role, "code": req.code, "exit_code": req.exit_code, "step": req.step},
+        )
+    return status(cp, run_id, who)
 
 
 def signed_spec(cp: ControlPlane, run_id: str, who: Principal) -> SignedRun:
