@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,8 +31,12 @@ from jobruntime.cluster import (
     spark_bin,
     spark_env,
 )
-from jobruntime.cluster.procs import cmdline, group_members
-from jobruntime.cluster.standalone import _master_status
+from jobruntime.cluster.procs import cmdline, free_port, group_members, spawn, stop_groups
+from jobruntime.cluster.standalone import (
+    _alive_workers,
+    _master_status,
+    daemon_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +103,64 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 def all_pids(info: ClusterInfo) -> list[int]:
     """The daemons and everything in their process groups (executors, Python workers)."""
     return sorted({p for g in info.pids.values() for p in [g, *group_members(g)]})
+
+
+def mentioning(text: str) -> list[int]:
+    """Live processes with ``text`` in their arguments (whatever group they are in)."""
+    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+    return [p for p in pids if p != os.getpid() and any(text in a for a in cmdline(p) or [])]
+
+
+def wrong_secret(info: ClusterInfo) -> str:
+    """A secret of the right shape that is not the cluster's."""
+    wrong = secrets.token_hex(32)
+    assert wrong != info.secret()
+    return wrong
+
+
+# A driver that says where it got: the script ran, and a job ran on the cluster.
+PROBE = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1])
+    (out / "started").write_text("started")
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(sys.argv[2]).getOrCreate()
+    n = spark.range(0, 10, numPartitions=2).count()
+    (out / "ran").write_text(str(n))
+    spark.stop()
+    """
+)
+
+
+@contextmanager
+def extra_worker(info: ClusterInfo, where: Path, secret: str) -> Iterator[tuple[int, str, Path]]:
+    """One more Worker for ``info``'s master, holding ``secret``; all its files in ``where``.
+
+    The command is the cluster's own (``StandaloneCluster._worker_cmd``), the environment
+    the one ``StandaloneCluster._start`` gives its daemons, with this secret. Yields the
+    worker's pid (its own process group), its web UI address (how the master lists it)
+    and its log; on exit the whole group is stopped and must be gone.
+    """
+    webui = free_port()
+    ours = StandaloneCluster(where, workers=1)
+    cmd = ours._worker_cmd(replace(info, ports={**info.ports, "worker-0-webui": webui}), 0)
+    assert str(ours.state_dir / "work" / "0") in cmd
+    (ours.state_dir / "work" / "0").mkdir(parents=True)
+    env = daemon_env(secret)
+    log = ours.state_dir / "worker.log"
+    proc = spawn(cmd, env, log, ours.state_dir)
+    try:
+        assert not any(secret in a for a in cmd)
+        yield proc.pid, f"http://127.0.0.1:{webui}", log
+    finally:
+        stop_groups([proc.pid])
+        proc.wait(5)
+    assert group_members(proc.pid) == []
+    assert mentioning(str(ours.state_dir)) == []
 
 
 def test_up_starts_two_alive_workers_with_a_private_secret(cluster: StandaloneCluster) -> None:
@@ -174,6 +239,110 @@ def test_spark_submit_runs_python_on_both_workers_executors(
     for log in [*cluster.state_dir.glob("logs/*"), *cluster.state_dir.glob("work/*/*/*/*")]:
         assert secret not in log.read_text(errors="replace"), log
     print(f"spark-submit took {took:.1f} s")
+
+
+def test_a_driver_with_a_wrong_secret_cannot_register(
+    cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    """Everything as in the spark-submit test above but the secret: the app never runs.
+
+    Spark's standalone client tries the master three times, 20 s apart (fixed in
+    StandaloneAppClient, no setting), then gives up: about 60 s.
+    """
+    info = cluster.status()
+    assert info is not None
+    wrong = wrong_secret(info)
+    name = f"wrong-secret-{secrets.token_hex(4)}"
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    props = tmp_path / "submit.properties"
+    args = info.submit_args(props, {**JOB_CONF, "spark.authenticate.secret": wrong})
+    assert props.stat().st_mode & 0o777 == 0o600
+    assert f"spark.authenticate.secret={wrong}\n" in props.read_text()
+    cmd = [str(spark_bin("spark-submit")), *args, str(script), str(tmp_path), name]
+    assert not any(wrong in a or info.secret() in a for a in cmd)
+    started = time.monotonic()
+    with (tmp_path / "driver.log").open("w+") as log:
+        proc = subprocess.Popen(
+            cmd,
+            env=spark_env(),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            rc = proc.wait(120)
+            left = group_members(proc.pid)
+        finally:
+            stop_groups([proc.pid])
+            proc.wait(5)
+        took = time.monotonic() - started
+        log.seek(0)
+        out = log.read()
+    assert left == []
+    assert rc != 0, out[-3000:]
+    assert (tmp_path / "started").read_text() == "started"
+    assert not (tmp_path / "ran").exists()
+    assert "authentication enabled" in out
+    assert f"Failed to connect to master {info.master_url.removeprefix('spark://')}" in out
+    assert wrong not in out
+    status = _master_status(info.ports["master-webui"])
+    assert status["status"] == "ALIVE"
+    apps = [a["name"] for a in status["activeapps"] + status["completedapps"]]
+    assert name not in apps, apps
+    print(f"wrong-secret driver gave up after {took:.1f} s")
+
+
+def test_a_worker_with_a_wrong_secret_cannot_join(
+    cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    """Watched until it has been refused twice (Workers retry every 5-15 s at first)."""
+    info = cluster.status()
+    assert info is not None
+    wrong = wrong_secret(info)
+    master = info.master_url.removeprefix("spark://")
+    with extra_worker(info, tmp_path, wrong) as (pid, webui, log):
+        deadline = time.monotonic() + 90
+        refused = 0
+        while refused < 2:
+            status = _master_status(info.ports["master-webui"])
+            if status:  # {} when the master's UI is slow to answer: look again
+                assert _alive_workers(status) == 2
+                assert webui not in [w["webuiaddress"] for w in status["workers"]]
+            text = log.read_text(errors="replace")
+            refused = text.count(f"Failed to connect to master {master}")
+            assert cmdline(pid) is not None, text[-3000:]
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.5)
+    assert wrong not in log.read_text(errors="replace")
+    status = _master_status(info.ports["master-webui"])
+    assert _alive_workers(status) == 2
+    assert webui not in [w["webuiaddress"] for w in status["workers"]]
+    assert cluster.status() == info
+
+
+def test_a_worker_with_the_right_secret_joins(cluster: StandaloneCluster, tmp_path: Path) -> None:
+    """The control for the test above: the same extra worker, with the cluster's secret."""
+    info = cluster.status()
+    assert info is not None
+    with extra_worker(info, tmp_path, info.secret()) as (pid, webui, log):
+        deadline = time.monotonic() + 60
+        while True:
+            status = _master_status(info.ports["master-webui"])
+            states = {w["webuiaddress"]: w["state"] for w in status.get("workers", [])}
+            if states.get(webui) == "ALIVE":
+                break
+            assert cmdline(pid) is not None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.25)
+        assert _alive_workers(status) == 3
+    # Stopped: the master drops it, the cluster's own two workers stay.
+    deadline = time.monotonic() + 30
+    while _alive_workers(status := _master_status(info.ports["master-webui"])) != 2:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.25)
+    assert cluster.status() == info
 
 
 def test_down_leaves_no_process_behind(cluster: StandaloneCluster) -> None:

@@ -42,6 +42,20 @@ WORKER_OPTS = "-Dspark.authenticate=true"
 _MEMORY = re.compile(r"[1-9][0-9]*[mMgG]")
 
 
+def daemon_env(secret: str, conf_dir: Path | None = None) -> dict[str, str]:
+    """The master's and workers' environment: the secret where their SecurityManager
+    reads it (never argv), small daemons, authentication on."""
+    env = spark_env(conf_dir)
+    env.update(
+        _SPARK_AUTH_SECRET=secret,
+        SPARK_DAEMON_JAVA_OPTS=DAEMON_JAVA_OPTS,
+        SPARK_DAEMON_MEMORY="512m",
+        SPARK_MASTER_OPTS=MASTER_OPTS,
+        SPARK_WORKER_OPTS=WORKER_OPTS,
+    )
+    return env
+
+
 class StandaloneCluster:
     """Start, find and stop the cluster whose state lives in ``state_dir``."""
 
@@ -123,14 +137,7 @@ class StandaloneCluster:
             secret_file=self.secret_file,
             ports=ports,
         )
-        env = spark_env(self.conf_dir)
-        env.update(
-            _SPARK_AUTH_SECRET=secret,  # read by the daemons' SecurityManager, not argv
-            SPARK_DAEMON_JAVA_OPTS=DAEMON_JAVA_OPTS,
-            SPARK_DAEMON_MEMORY="512m",
-            SPARK_MASTER_OPTS=MASTER_OPTS,
-            SPARK_WORKER_OPTS=WORKER_OPTS,
-        )
+        env = daemon_env(secret, self.conf_dir)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         deadline = time.monotonic() + self.start_timeout
         try:
