@@ -15,8 +15,11 @@ from jobruntime.controlplane.api import Progress
 
 
 class SparkProgress:
-    def __init__(self, ui_url: str, timeout: float = 2.0) -> None:
+    def __init__(self, ui_url: str, run_id: str | None = None, timeout: float = 2.0) -> None:
         self.ui_url = ui_url.rstrip("/")
+        # The driver names its application after the run (``jobruntime-<job>-<run id>``):
+        # another Spark application on the same port is never read as this run's.
+        self.run_id = run_id
         self._timeout = timeout
         self._session = requests.Session()
         self._session.trust_env = False  # loopback only, never through a proxy
@@ -29,7 +32,11 @@ class SparkProgress:
 
     def read(self) -> Progress:
         try:
-            apps = self._get("/applications")
+            apps = [
+                a
+                for a in self._get("/applications")
+                if self.run_id is None or str(a.get("name", "")).endswith(f"-{self.run_id}")
+            ]
             if not apps:
                 return self._last
             app = apps[0]["id"]

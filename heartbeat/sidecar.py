@@ -89,6 +89,7 @@ class Sidecar:
         self._trust_root = TrustRoot.load(self.settings.trust_root)
         bundle = load_bundle(self.settings.bundle_dir, self._trust_root, now=utcnow())
         self._run_id = bundle.run_id
+        self._progress.run_id = bundle.run_id  # only this run's Spark application is read
         return bundle
 
     def run(self) -> int:
