@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from jobruntime.cli import audit, cluster, conf, dataset, emulator, keys, kms, runs, spec, submit
+from jobruntime.cli import (
+    audit,
+    cluster,
+    conf,
+    dataset,
+    emulator,
+    keys,
+    kms,
+    manifest,
+    runs,
+    spec,
+    submit,
+)
 from jobruntime.entrypoint import run_main
 
 
@@ -14,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
         prog="jobruntime", description="Confidential Spark job runtime: keys, specs, runs."
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (keys, spec, emulator, runs, kms, dataset, submit, cluster, audit, conf):
+    commands = (keys, spec, emulator, runs, kms, dataset, submit, cluster, audit, conf, manifest)
+    for module in commands:
         module.register(sub)
     return p
 
