@@ -20,6 +20,9 @@ DRIVER_APPLICATION = "local:///opt/jobruntime/driver.py"
 TEST_BIN = "/usr/bin/test"
 """For the key agent's startup probe: exec probes run no shell."""
 
+# The image's copy of spark-conf/log4j2.properties, outside /opt/spark/conf (which Spark
+# on Kubernetes replaces with its own ConfigMap), named in the JVMs' options.
+LOG4J2_CONFIG = "/opt/jobruntime/conf/log4j2.properties"
 RUN_DIR = PurePosixPath("/run/jobruntime")
 """The memory volume: the verified bundle, the driver's pid and outcome (its root is the
 kubelet's: world-writable, root-owned)."""

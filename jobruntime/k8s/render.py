@@ -81,9 +81,18 @@ def local_datasets(spec: JobRunSpec) -> list[str]:
 
 
 def checked_spark_conf(conf: Mapping[str, str]) -> dict[str, str]:
-    """spark-conf/ as Spark on Kubernetes runs it, refused as ``conf check`` refuses it."""
+    """spark-conf/ as Spark on Kubernetes runs it, refused as ``conf check`` refuses it.
+
+    Spark mounts its own configuration over the image's /opt/spark/conf, so the quiet
+    logging rules (no exception text: it can quote data) are named explicitly: every
+    driver and executor JVM loads the image's copy of log4j2.properties.
+    """
     SECURE_SPARK_CONF.verify(SparkSettings({**conf, "spark.master": IN_CLUSTER_MASTER}))
-    return dict(sorted(conf.items()))
+    logging = f"-Dlog4j2.configurationFile=file:{layout.LOG4J2_CONFIG}"
+    merged = dict(conf)
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        merged[key] = " ".join(filter(None, (merged.get(key, "").strip(), logging)))
+    return dict(sorted(merged.items()))
 
 
 def spark_secret_file(conf: Mapping[str, str]) -> str:

@@ -494,6 +494,11 @@ def test_the_spark_conf_travels_in_the_application_and_passes_conf_check(
 ) -> None:
     _, _, out = rendered
     conf = app_of(out)["spec"]["sparkConf"]
+    # Everything of spark-conf/, plus the JVMs loading the image's quiet log4j2 rules
+    # (Spark's ConfigMap replaces /opt/spark/conf in the pods).
+    logging = "-Dlog4j2.configurationFile=file:/opt/jobruntime/conf/log4j2.properties"
+    for role in ("driver", "executor"):
+        assert conf.pop(f"spark.{role}.extraJavaOptions").split()[-1] == logging
     assert conf == dict(sorted(spark_conf().items()))
     SECURE_SPARK_CONF.verify(SparkSettings({**conf, "spark.master": "k8s://https://10.0.0.1"}))
     secret = conf["spark.authenticate.secret.driver.file"]
