@@ -314,6 +314,17 @@ def test_settings_that_route_exception_text_past_the_log_config_are_found() -> N
     assert (
         leaky_spark_settings({"spark.eventLog.enabled": "false", "spark.ui.enabled": "true"}) == []
     )
+    # The image's own log4j2 configuration, named on Kubernetes, is the one accepted.
+    image = "-Dlog4j2.configurationFile=file:/opt/jobruntime/conf/log4j2.properties"
+    assert leaky_spark_settings({"spark.executor.extraJavaOptions": f"-Xss4m {image}"}) == []
+    for other in (
+        "-Dlog4j2.configurationFile=file:/tmp/chatty.properties",
+        f'"{image} -Dlog4j.debug=true"',
+        f"{image},file:/tmp/x",
+    ):
+        assert leaky_spark_settings({"spark.driver.extraJavaOptions": other}) == [
+            "spark.driver.extraJavaOptions"
+        ]
     assert leaky_spark_settings(
         {
             "spark.eventLog.enabled": "TRUE",

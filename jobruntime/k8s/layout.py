@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from jobruntime.job.failure import IMAGE_LOG4J2
+
 UID = 185
 """The Spark image's ``spark`` user, which every container of the image runs as."""
 
@@ -22,7 +24,7 @@ TEST_BIN = "/usr/bin/test"
 
 # The image's copy of spark-conf/log4j2.properties, outside /opt/spark/conf (which Spark
 # on Kubernetes replaces with its own ConfigMap), named in the JVMs' options.
-LOG4J2_CONFIG = "/opt/jobruntime/conf/log4j2.properties"
+LOG4J2_CONFIG = IMAGE_LOG4J2
 RUN_DIR = PurePosixPath("/run/jobruntime")
 """The memory volume: the verified bundle, the driver's pid and outcome (its root is the
 kubelet's: world-writable, root-owned)."""

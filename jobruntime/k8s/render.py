@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from jobruntime.errors import ConfigError
+from jobruntime.job.failure import IMAGE_LOGGING_OPTION, leaky_spark_settings
 from jobruntime.k8s import layout, network
 from jobruntime.k8s.confcom import check_policies, require_host_data
 from jobruntime.k8s.errors import ManifestError, SecretPathError
@@ -88,10 +89,15 @@ def checked_spark_conf(conf: Mapping[str, str]) -> dict[str, str]:
     driver and executor JVM loads the image's copy of log4j2.properties.
     """
     SECURE_SPARK_CONF.verify(SparkSettings({**conf, "spark.master": IN_CLUSTER_MASTER}))
-    logging = f"-Dlog4j2.configurationFile=file:{layout.LOG4J2_CONFIG}"
+    logging = IMAGE_LOGGING_OPTION
     merged = dict(conf)
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
         merged[key] = " ".join(filter(None, (merged.get(key, "").strip(), logging)))
+    # The driver refuses to run under settings that write exception text out: render
+    # nothing it would refuse.
+    leaks = leaky_spark_settings(merged)
+    if leaks:
+        raise ManifestError(f"the driver would refuse these Spark settings: {', '.join(leaks)}")
     return dict(sorted(merged.items()))
 
 

@@ -23,6 +23,7 @@ import yaml
 from jobruntime.cli.main import main
 from jobruntime.cluster.spark_home import default_conf_dir
 from jobruntime.errors import BadSignatureError
+from jobruntime.job.failure import leaky_spark_settings
 from jobruntime.k8s import (
     Egress,
     HostDataMissingError,
@@ -497,6 +498,7 @@ def test_the_spark_conf_travels_in_the_application_and_passes_conf_check(
     # Everything of spark-conf/, plus the JVMs loading the image's quiet log4j2 rules
     # (Spark's ConfigMap replaces /opt/spark/conf in the pods).
     logging = "-Dlog4j2.configurationFile=file:/opt/jobruntime/conf/log4j2.properties"
+    assert leaky_spark_settings(conf) == []  # what the driver checks before the job
     for role in ("driver", "executor"):
         assert conf.pop(f"spark.{role}.extraJavaOptions").split()[-1] == logging
     assert conf == dict(sorted(spark_conf().items()))
