@@ -33,9 +33,9 @@ from jobruntime.cluster import (
 )
 from jobruntime.cluster.procs import cmdline, free_port, group_members, spawn, stop_groups
 from jobruntime.cluster.standalone import (
-    _alive_workers,
-    _master_status,
+    alive_workers,
     daemon_env,
+    master_status,
 )
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ def test_up_starts_two_alive_workers_with_a_private_secret(cluster: StandaloneCl
     info = cluster.status()
     assert info is not None
     assert cluster.cleaned_stale
-    status = _master_status(info.ports["master-webui"])
+    status = master_status(info.ports["master-webui"])
     assert status["status"] == "ALIVE"
     assert [w["state"] for w in status["workers"]] == ["ALIVE", "ALIVE"]
     assert info.master_url == status["url"]
@@ -287,7 +287,7 @@ def test_a_driver_with_a_wrong_secret_cannot_register(
     assert "authentication enabled" in out
     assert f"Failed to connect to master {info.master_url.removeprefix('spark://')}" in out
     assert wrong not in out
-    status = _master_status(info.ports["master-webui"])
+    status = master_status(info.ports["master-webui"])
     assert status["status"] == "ALIVE"
     apps = [a["name"] for a in status["activeapps"] + status["completedapps"]]
     assert name not in apps, apps
@@ -306,9 +306,9 @@ def test_a_worker_with_a_wrong_secret_cannot_join(
         deadline = time.monotonic() + 90
         refused = 0
         while refused < 2:
-            status = _master_status(info.ports["master-webui"])
+            status = master_status(info.ports["master-webui"])
             if status:  # {} when the master's UI is slow to answer: look again
-                assert _alive_workers(status) == 2
+                assert alive_workers(status) == 2
                 assert webui not in [w["webuiaddress"] for w in status["workers"]]
             text = log.read_text(errors="replace")
             refused = text.count(f"Failed to connect to master {master}")
@@ -316,8 +316,8 @@ def test_a_worker_with_a_wrong_secret_cannot_join(
             assert time.monotonic() < deadline, text[-3000:]
             time.sleep(0.5)
     assert wrong not in log.read_text(errors="replace")
-    status = _master_status(info.ports["master-webui"])
-    assert _alive_workers(status) == 2
+    status = master_status(info.ports["master-webui"])
+    assert alive_workers(status) == 2
     assert webui not in [w["webuiaddress"] for w in status["workers"]]
     assert cluster.status() == info
 
@@ -329,17 +329,17 @@ def test_a_worker_with_the_right_secret_joins(cluster: StandaloneCluster, tmp_pa
     with extra_worker(info, tmp_path, info.secret()) as (pid, webui, log):
         deadline = time.monotonic() + 60
         while True:
-            status = _master_status(info.ports["master-webui"])
+            status = master_status(info.ports["master-webui"])
             states = {w["webuiaddress"]: w["state"] for w in status.get("workers", [])}
             if states.get(webui) == "ALIVE":
                 break
             assert cmdline(pid) is not None, log.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
             time.sleep(0.25)
-        assert _alive_workers(status) == 3
+        assert alive_workers(status) == 3
     # Stopped: the master drops it, the cluster's own two workers stay.
     deadline = time.monotonic() + 30
-    while _alive_workers(status := _master_status(info.ports["master-webui"])) != 2:
+    while alive_workers(status := master_status(info.ports["master-webui"])) != 2:
         assert time.monotonic() < deadline, status
         time.sleep(0.25)
     assert cluster.status() == info

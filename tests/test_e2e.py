@@ -75,7 +75,9 @@ class World:
         return pq.read_table(target)
 
 
-def encrypt(emu: EmulatorProcess, df: pd.DataFrame, uri: str, key_id: str) -> bytes:
+def encrypt(
+    emu: EmulatorProcess, df: pd.DataFrame, uri: str, key_id: str, rows_per_file: int = 1_000_000
+) -> bytes:
     org = key_id.split("/")[0]
     table = pa.Table.from_pandas(df, preserve_index=False)
     with emu.client(f"owner:{org}") as c:
@@ -88,6 +90,7 @@ def encrypt(emu: EmulatorProcess, df: pd.DataFrame, uri: str, key_id: str) -> by
             uri,
             LocalMasterKey(key_id, key),
             ControlPlaneRegistry(c, uri, key_id),
+            rows_per_file=rows_per_file,
         )
     return key
 

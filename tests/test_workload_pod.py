@@ -10,7 +10,7 @@ import pytest
 
 from jobruntime.errors import ConfigError
 from jobruntime.workload.local import LocalPod, base_environment
-from jobruntime.workload.pod import ContainerLaunch, host_data
+from jobruntime.workload.pod import ContainerLaunch, Mount, SecretEnv, host_data
 
 
 def pod(tmp_path: Path, **change: object) -> list[ContainerLaunch]:
@@ -110,3 +110,82 @@ def test_the_driver_pod_measures_spark_conf(tmp_path: Path) -> None:
     log4j = conf / "log4j2.properties"
     log4j.write_text(log4j.read_text() + "\nrootLogger.level = info\n")
     assert host_data([pods.driver_container(plan, ["spark-submit"], conf)]) != before
+
+
+def mounted(root: Path, **change: object) -> ContainerLaunch:
+    """A container whose memory volume is at ``root``, named in an argument and a variable."""
+    volume = root / "volumes" / "jobruntime-run"
+    values: dict[str, object] = {
+        "name": "agent",
+        "argv": ("python", "-m", "agent", "--socket", f"{volume}/agent/agent.sock"),
+        "env": {"JOB_BUNDLE_DIR": str(volume)},
+        "mounts": (Mount("/run/jobruntime", "jobruntime-run", volume),),
+    }
+    values.update(change)
+    return ContainerLaunch(**values)  # type: ignore[arg-type]
+
+
+def test_pods_of_one_role_with_their_own_volumes_measure_the_same(tmp_path: Path) -> None:
+    """Each pod's volume is its own directory; the measurement sees it at its mount path."""
+    one, two = mounted(tmp_path / "pod-1"), mounted(tmp_path / "pod-2")
+    assert one.argv != two.argv
+    assert host_data([one]) == host_data([two])
+    assert one.measured()["argv"][-1] == "/run/jobruntime/agent/agent.sock"
+    assert one.measured()["env"] == {"JOB_BUNDLE_DIR": "/run/jobruntime"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"env": {"JOB_BUNDLE_DIR": "/elsewhere"}},  # a path outside the volume
+        {"mounts": (Mount("/run/other", "jobruntime-run", Path("/x")),)},  # another mount path
+        {"mounts": ()},  # no mount at all
+    ],
+)
+def test_the_mounts_themselves_are_measured(tmp_path: Path, change: dict[str, object]) -> None:
+    assert host_data([mounted(tmp_path / "p", **change)]) != host_data([mounted(tmp_path / "p")])
+
+
+def test_a_mount_matches_whole_paths_only(tmp_path: Path) -> None:
+    volume = tmp_path / "v"
+    c = ContainerLaunch(
+        "c",
+        ("x", f"{volume}/a", f"{volume}2/a", f"file:{volume}", f"x{volume}"),
+        mounts=(Mount("/run/jobruntime", "run", volume),),
+    )
+    assert c.measured()["argv"] == [
+        "x",
+        "/run/jobruntime/a",
+        f"{volume}2/a",
+        "file:/run/jobruntime",
+        f"x{volume}",
+    ]
+
+
+def test_a_secrets_variable_reaches_the_process_but_only_its_name_is_measured(
+    tmp_path: Path,
+) -> None:
+    def with_secret(value: str) -> ContainerLaunch:
+        probe = "import os, sys; sys.stdout.write(os.environ['CONN'])"
+        return ContainerLaunch(
+            "c", (sys.executable, "-c", probe), secret_env={"CONN": SecretEnv("store/conn", value)}
+        )
+
+    assert host_data([with_secret("AccountKey=one")]) == host_data([with_secret("AccountKey=two")])
+    measured = with_secret("AccountKey=one").measured()
+    assert measured["secret_env"] == {"CONN": "store/conn"}
+    assert "AccountKey" not in repr(measured)
+    local = LocalPod.of([with_secret("AccountKey=one")])
+    out = local.run("c", capture_output=True, text=True, timeout=30, check=True).stdout
+    assert out == "AccountKey=one"
+
+
+def test_a_pod_without_mounts_or_secrets_measures_as_it_always_did(tmp_path: Path) -> None:
+    """The optional parts are absent from the measurement when unused: no value changes."""
+    import hashlib
+
+    from jobruntime.spec.codec import canonical
+
+    c = ContainerLaunch("c", ("a",), {"B": "1"})
+    legacy = {"containers": [{"name": "c", "argv": ["a"], "env": {"B": "1"}, "files": {}}]}
+    assert host_data([c]) == hashlib.sha256(canonical(legacy)).digest()

@@ -8,6 +8,11 @@ application must share is generated per cluster (see :mod:`jobruntime.cluster.in
 
 State directory layout: ``cluster.json`` (0600, the :class:`ClusterInfo`),
 ``secret`` (0600), ``logs/<role>.log``, ``work/<i>/`` (each Worker's executors).
+
+``workers=0`` starts the master alone, for workers that are started elsewhere with
+an environment of their own: the development pod runner (``jobruntime.dev``) starts
+one per executor pod, each carrying that pod's key-agent socket, with
+:func:`worker_command` and the cluster's secret in a properties file.
 """
 
 from __future__ import annotations
@@ -42,17 +47,20 @@ WORKER_OPTS = "-Dspark.authenticate=true"
 _MEMORY = re.compile(r"[1-9][0-9]*[mMgG]")
 
 
+DAEMON_SETTINGS = {
+    "SPARK_DAEMON_JAVA_OPTS": DAEMON_JAVA_OPTS,
+    "SPARK_DAEMON_MEMORY": "512m",
+    "SPARK_MASTER_OPTS": MASTER_OPTS,
+    "SPARK_WORKER_OPTS": WORKER_OPTS,
+}
+"""The daemons' own variables (no secret): small daemons, authentication on."""
+
+
 def daemon_env(secret: str, conf_dir: Path | None = None) -> dict[str, str]:
     """The master's and workers' environment: the secret where their SecurityManager
     reads it (never argv), small daemons, authentication on."""
     env = spark_env(conf_dir)
-    env.update(
-        _SPARK_AUTH_SECRET=secret,
-        SPARK_DAEMON_JAVA_OPTS=DAEMON_JAVA_OPTS,
-        SPARK_DAEMON_MEMORY="512m",
-        SPARK_MASTER_OPTS=MASTER_OPTS,
-        SPARK_WORKER_OPTS=WORKER_OPTS,
-    )
+    env.update(DAEMON_SETTINGS, _SPARK_AUTH_SECRET=secret)
     return env
 
 
@@ -68,8 +76,8 @@ class StandaloneCluster:
         conf_dir: Path | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        if not 1 <= workers <= 32:
-            raise ClusterConfigError(f"workers must be 1 to 32, not {workers}")
+        if not 0 <= workers <= 32:
+            raise ClusterConfigError(f"workers must be 0 to 32, not {workers}")
         if not 1 <= cores_per_worker <= 256:
             raise ClusterConfigError(f"cores per worker must be 1 to 256, not {cores_per_worker}")
         if not _MEMORY.fullmatch(memory_per_worker):
@@ -166,21 +174,13 @@ class StandaloneCluster:
         ]
 
     def _worker_cmd(self, info: ClusterInfo, i: int) -> list[str]:
-        return [
-            str(spark_bin("spark-class")),
-            WORKER_CLASS,
+        return worker_command(
             info.master_url,
-            "--host",
-            LOOPBACK,
-            "--cores",
-            str(self.cores_per_worker),
-            "--memory",
-            self.memory_per_worker,
-            "--webui-port",
-            str(info.ports[f"worker-{i}-webui"]),
-            "--work-dir",
-            str(self.state_dir / "work" / str(i)),
-        ]
+            cores=self.cores_per_worker,
+            memory=self.memory_per_worker,
+            webui_port=info.ports[f"worker-{i}-webui"],
+            work_dir=self.state_dir / "work" / str(i),
+        )
 
     def _spawn(self, role: str, cmd: list[str], env: dict[str, str], info: ClusterInfo) -> None:
         """Start one daemon and record its pid at once, so a crash here leaves no orphan."""
@@ -199,14 +199,14 @@ class StandaloneCluster:
                         f"spark {role} exited with code {proc.returncode}: "
                         + procs.log_tail(self.log_file(role))
                     )
-            status = _master_status(info.ports["master-webui"])
-            if status.get("status") == "ALIVE" and _alive_workers(status) >= workers:
+            status = master_status(info.ports["master-webui"])
+            if status.get("status") == "ALIVE" and alive_workers(status) >= workers:
                 return
             time.sleep(0.25)
         tails = " ;; ".join(procs.log_tail(self.log_file(r), 6) for r in self._procs)
         raise ClusterStartError(
             f"after {self.start_timeout:.0f} s the master is {status.get('status', 'unreachable')}"
-            f" with {_alive_workers(status)} of {workers} workers ALIVE: {tails}"
+            f" with {alive_workers(status)} of {workers} workers ALIVE: {tails}"
         )
 
     # --- stopping ------------------------------------------------------------------
@@ -255,7 +255,44 @@ class StandaloneCluster:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _master_status(webui_port: int) -> dict[str, Any]:
+def worker_command(
+    master_url: str,
+    *,
+    cores: int,
+    memory: str,
+    webui_port: int,
+    work_dir: Path,
+    properties_file: Path | None = None,
+) -> list[str]:
+    """One Worker of ``master_url``; ``webui_port`` 0 lets the kernel choose.
+
+    ``properties_file`` replaces ``spark-defaults.conf`` for this daemon (Spark reads
+    one or the other): give it that file's settings plus ``spark.authenticate.secret``
+    to keep the secret out of the Worker's environment.
+    """
+    if not _MEMORY.fullmatch(memory):
+        raise ClusterConfigError(f"worker memory must look like 512m or 1g, not {memory!r}")
+    cmd = [
+        str(spark_bin("spark-class")),
+        WORKER_CLASS,
+        master_url,
+        "--host",
+        LOOPBACK,
+        "--cores",
+        str(cores),
+        "--memory",
+        memory,
+        "--webui-port",
+        str(webui_port),
+        "--work-dir",
+        str(work_dir),
+    ]
+    if properties_file is not None:
+        cmd += ["--properties-file", str(properties_file)]
+    return cmd
+
+
+def master_status(webui_port: int) -> dict[str, Any]:
     """The master web UI's ``/json/``, or ``{}`` while it is not answering yet."""
     conn = http.client.HTTPConnection(LOOPBACK, webui_port, timeout=2)
     try:
@@ -270,7 +307,7 @@ def _master_status(webui_port: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _alive_workers(status: dict[str, Any]) -> int:
+def alive_workers(status: dict[str, Any]) -> int:
     workers = status.get("workers", [])
     if not isinstance(workers, list):
         return 0

@@ -3,6 +3,16 @@
 Options are plain strings in the query plan, so they hold names and paths only:
 wrapping, unwrapping and manifest MACs are the key agent's, over its socket; no key
 is ever in an option, or in this process.
+
+Which agent: the one of the pod this process runs in. The query plan carries the
+driver's socket path (``keyAgentSocket``, set by ``ctx``) to every executor, but an
+executor pod has its own attested agent, named by its container's
+``$JOB_KEYAGENT_SOCKET``; so the variable, where set, wins over the option when a
+key operation is made (:meth:`Options.agent`). On Kubernetes both are the same path,
+each pod's own; off Kubernetes (the development pod runner's standalone workers)
+they differ, and the option alone would send every executor to the driver's agent.
+The driver process itself removes the variable (``jobruntime.job.driver``), so there
+the option decides, as before.
 """
 
 from __future__ import annotations
@@ -41,7 +51,12 @@ class Options:
         return cls(uri=uri, dataset=dataset, key_id=get("keyid"), socket=socket)
 
     def agent(self) -> KeyAgentClient:
-        return KeyAgentClient(Path(self.socket))
+        """This pod's key agent: ``$JOB_KEYAGENT_SOCKET`` where the pod sets it, else the option.
+
+        Resolved here, in the process making the key operation, not when the options
+        were parsed: a reader or writer parsed on the driver is unpickled on executors.
+        """
+        return KeyAgentClient(Path(os.environ.get(SOCKET_ENV) or self.socket))
 
     def storage(self) -> Storage:
         return open_storage(self.uri)

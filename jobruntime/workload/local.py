@@ -63,7 +63,11 @@ class LocalPod:
 
     def environment(self, name: str) -> dict[str, str]:
         c = self.container(name)
-        return {**base_environment(), **c.env, EMULATED_HOST_DATA_ENV: self.host_data.hex()}
+        return {
+            **base_environment(),
+            **c.environment(),
+            EMULATED_HOST_DATA_ENV: self.host_data.hex(),
+        }
 
     def run(self, name: str, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
         c = self.container(name)
