@@ -1,4 +1,9 @@
-"""``python -m heartbeat``: the sidecar's entrypoint; flags or JOB_* environment."""
+"""``python -m heartbeat``: the sidecar's entrypoint; flags or JOB_* environment.
+
+What it imports at start is what every driver pod pays for its whole life: nothing
+here or in ``sidecar`` imports pydantic, requests or the Azure SDK (the Service Bus
+transport imports the latter when chosen); tests/test_sidecar_imports.py holds it so.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,16 @@ from pathlib import Path
 from types import FrameType
 
 from heartbeat.progress import SparkProgress
-from heartbeat.sidecar import Sidecar, SidecarSettings, Transport
+from heartbeat.sidecar import MAX_INTERVAL, Sidecar, SidecarSettings, Transport
 from heartbeat.transports.http import HttpTransport
 from jobruntime.attestation.providers.choose import provider_for
-from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.controlplane.pod import PodClient
+from jobruntime.controlplane.transport import Transport as Http
 from jobruntime.entrypoint import run_main
 from jobruntime.errors import ConfigError
 from jobruntime.keyrelease.session import AttestedSession
-from jobruntime.verification.bundle import PodBundle
 from jobruntime.verification.pinned import anchors
+from jobruntime.verification.sidecar import SidecarBundle
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         if not (args.bundle_dir and args.token_file):
             raise ConfigError("needs --bundle-dir and --token-file")
+        if not 0 < args.interval <= MAX_INTERVAL:
+            raise ConfigError(f"--interval must be over 0 and at most {MAX_INTERVAL:g} seconds")
         pinned = anchors(
             "heartbeat",
             trust_root=args.trust_root,
@@ -109,22 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         token = args.token_file.read_text().strip()
 
-        def client() -> ControlPlaneClient:
+        def client() -> PodClient:
             # Short per-call retries: the sidecar's own backlog absorbs outages.
-            return ControlPlaneClient(
-                pinned.control_plane_url,
-                token,
-                ca_bundle=pinned.ca_bundle,
-                retry_for=min(5.0, args.interval),
-                timeout=5.0,
+            return PodClient(
+                Http(
+                    pinned.control_plane_url,
+                    token,
+                    ca_bundle=pinned.ca_bundle,
+                    retry_for=min(5.0, args.interval),
+                    timeout=5.0,
+                )
             )
 
         provider = provider_for(args.tee, args.emulated_tee_dir)
 
-        def session_for(bundle: PodBundle) -> AttestedSession:
+        def session_for(bundle: SidecarBundle) -> AttestedSession:
             return AttestedSession(client(), bundle.identity, provider, purpose="heartbeat")
 
-        def transport_for(bundle: PodBundle) -> Transport:
+        def transport_for(bundle: SidecarBundle) -> Transport:
             if args.transport == "servicebus":
                 from heartbeat.transports.bus import ServiceBusHeartbeats
 

@@ -7,11 +7,26 @@ progress reported to the control plane only ever advances.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
-import requests
+from jobruntime.netget import GetError, get
 
-from jobruntime.controlplane.api import Progress
+
+@dataclass(frozen=True)
+class Progress:
+    """``api.Progress``: jobs, stages and tasks done and in total."""
+
+    jobs_done: int = 0
+    jobs_total: int = 0
+    stages_done: int = 0
+    stages_total: int = 0
+    tasks_done: int = 0
+    tasks_total: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class SparkProgress:
@@ -21,14 +36,11 @@ class SparkProgress:
         # another Spark application on the same port is never read as this run's.
         self.run_id = run_id
         self._timeout = timeout
-        self._session = requests.Session()
-        self._session.trust_env = False  # loopback only, never through a proxy
         self._last = Progress()
 
     def _get(self, path: str) -> Any:
-        resp = self._session.get(f"{self.ui_url}/api/v1{path}", timeout=self._timeout)
-        resp.raise_for_status()
-        return resp.json()
+        # Loopback: never through a proxy, no redirects.
+        return json.loads(get(f"{self.ui_url}/api/v1{path}", timeout=self._timeout))
 
     def read(self) -> Progress:
         try:
@@ -42,15 +54,15 @@ class SparkProgress:
             app = apps[0]["id"]
             jobs = self._get(f"/applications/{app}/jobs")
             stages = self._get(f"/applications/{app}/stages")
-        except (requests.RequestException, ValueError, KeyError, IndexError, TypeError):
+            done = [s for s in stages if s.get("status") in ("COMPLETE", "SKIPPED")]
+            self._last = Progress(
+                jobs_done=sum(1 for j in jobs if j.get("status") in ("SUCCEEDED", "FAILED")),
+                jobs_total=len(jobs),
+                stages_done=len(done),
+                stages_total=len(stages),
+                tasks_done=sum(int(s.get("numCompleteTasks", 0)) for s in stages),
+                tasks_total=sum(int(s.get("numTasks", 0)) for s in stages),
+            )
+        except (GetError, ValueError, KeyError, IndexError, TypeError, AttributeError):
             return self._last
-        done = [s for s in stages if s.get("status") in ("COMPLETE", "SKIPPED")]
-        self._last = Progress(
-            jobs_done=sum(1 for j in jobs if j.get("status") in ("SUCCEEDED", "FAILED")),
-            jobs_total=len(jobs),
-            stages_done=len(done),
-            stages_total=len(stages),
-            tasks_done=sum(int(s.get("numCompleteTasks", 0)) for s in stages),
-            tasks_total=sum(int(s.get("numTasks", 0)) for s in stages),
-        )
         return self._last

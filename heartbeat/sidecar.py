@@ -8,6 +8,10 @@
    An unreachable control plane never stops the loop; a bounded backlog waits.
 4. An answer that orders a cancel stops the driver (SIGTERM to its pid); when the
    driver has written its outcome, a final heartbeat carries it and the sidecar exits.
+
+It runs for the pod's whole life, so it stays small: no pydantic (the bundle is
+re-verified by ``verification.sidecar``, heartbeats are the JSON of ``api.Heartbeat``,
+answers are checked by ``controlplane.pod``).
 """
 
 from __future__ import annotations
@@ -23,25 +27,39 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-from pydantic import ValidationError
+from typing import Any, Protocol
 
 from heartbeat.progress import SparkProgress
-from jobruntime.controlplane.api import Heartbeat, HeartbeatAck, OutputReport, SignedHeartbeat
+from jobruntime.controlplane.pod import MAX_OUTPUTS, OUTPUT_REPORT, HeartbeatAck
 from jobruntime.errors import ControlPlaneError, ControlPlaneUnavailableError, JobRuntimeError
 from jobruntime.keyrelease.session import AttestedSession
 from jobruntime.signing.orders import OrderError, verify_cancel
-from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.signing.roots import PlainTrustRoot
+from jobruntime.spec import plain
 from jobruntime.spec.codec import canonical
-from jobruntime.spec.models import utcnow
-from jobruntime.verification.bundle import BUNDLE_NAME, PodBundle, load_bundle
+from jobruntime.spec.rules import utcnow
+from jobruntime.spec.shapes import ListOf
+from jobruntime.verification.sidecar import BUNDLE_NAME, SidecarBundle, load_plain_bundle
 
 log = logging.getLogger("jobruntime.heartbeat")
 
 DRIVER_PID = "driver.pid"
 DRIVER_OUTCOME = "driver-outcome.json"
 DRIVER_UI = "driver-ui.url"
+OUTPUTS = ListOf(OUTPUT_REPORT, max_length=MAX_OUTPUTS)
+MAX_INTERVAL = 3600.0
+"""A heartbeat's interval is in (0, 3600] seconds (``api.Heartbeat``)."""
+
+
+@dataclass(frozen=True)
+class SignedHeartbeat:
+    """``api.SignedHeartbeat``: a heartbeat as compact JWS by the attested ephemeral key."""
+
+    session: str
+    jws: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"session": self.session, "jws": self.jws}
 
 
 class Transport(Protocol):
@@ -63,8 +81,8 @@ class Sidecar:
     def __init__(
         self,
         settings: SidecarSettings,
-        session_for: Callable[[PodBundle], AttestedSession],
-        transport_for: Callable[[PodBundle], Transport],
+        session_for: Callable[[SidecarBundle], AttestedSession],
+        transport_for: Callable[[SidecarBundle], Transport],
         progress: SparkProgress,
     ) -> None:
         self.settings = settings
@@ -72,7 +90,7 @@ class Sidecar:
         self._progress = progress
         self._backlog: deque[SignedHeartbeat] = deque(maxlen=settings.backlog)
         self._stop = threading.Event()
-        self._trust_root: TrustRoot | None = None
+        self._trust_root: PlainTrustRoot | None = None
         self._run_id: str | None = None
         self.sent = 0
         self.cancelled = False
@@ -80,14 +98,14 @@ class Sidecar:
     def stop(self) -> None:
         self._stop.set()
 
-    def wait_for_bundle(self) -> PodBundle:
+    def wait_for_bundle(self) -> SidecarBundle:
         while not (self.settings.bundle_dir / BUNDLE_NAME).exists():
             if self._stop.wait(0.2):
                 raise JobRuntimeError("stopped before the verified bundle appeared")
         # Re-verified against the pinned trust root before anything in it is used; the
         # same root verifies the control plane's orders.
-        self._trust_root = TrustRoot.load(self.settings.trust_root)
-        bundle = load_bundle(self.settings.bundle_dir, self._trust_root, now=utcnow())
+        self._trust_root = PlainTrustRoot.load(self.settings.trust_root)
+        bundle = load_plain_bundle(self.settings.bundle_dir, self._trust_root, now=utcnow())
         self._run_id = bundle.run_id
         self._progress.run_id = bundle.run_id  # only this run's Spark application is read
         return bundle
@@ -104,17 +122,17 @@ class Sidecar:
                 ui = self.settings.bundle_dir / DRIVER_UI
                 if ui.exists():  # the driver says where its REST API listens
                     self._progress.ui_url = ui.read_text().strip().rstrip("/")
-                beat = Heartbeat(
-                    run_id=run_id,
-                    seq=seq,
-                    at=utcnow(),
-                    state=outcome or "running",
-                    progress=self._progress.read(),
-                    interval=self.settings.interval,
-                    final=outcome is not None,
-                    reason=reason,
-                    outputs=outputs,
-                )
+                beat = {  # api.Heartbeat, as JSON
+                    "run_id": run_id,
+                    "seq": seq,
+                    "at": utcnow().isoformat().replace("+00:00", "Z"),
+                    "state": outcome or "running",
+                    "progress": self._progress.read().to_json(),
+                    "interval": float(self.settings.interval),
+                    "final": outcome is not None,
+                    "reason": reason,
+                    "outputs": outputs,
+                }
                 seq += 1
                 self._backlog.append(
                     SignedHeartbeat(session=session.token, jws=session.sign(canonical(beat)))
@@ -130,7 +148,7 @@ class Sidecar:
         finally:
             transport.close()
 
-    def _attest(self, bundle: PodBundle) -> AttestedSession:
+    def _attest(self, bundle: SidecarBundle) -> AttestedSession:
         """Attest once; an unreachable control plane is retried, never fatal."""
         while True:
             session = self._session_for(bundle)
@@ -184,7 +202,7 @@ class Sidecar:
             return False
         return True
 
-    def _outcome(self) -> tuple[str | None, str | None, list[OutputReport]]:
+    def _outcome(self) -> tuple[str | None, str | None, list[dict[str, Any]]]:
         """The driver's last word, if written: outcome, failure code, published outputs.
 
         The driver holds no control-plane token: its outcome reaches the control plane
@@ -199,10 +217,12 @@ class Sidecar:
         if outcome not in ("succeeded", "failed", "cancelled"):
             return "failed", "driver.outcome_unreadable", []
         try:
-            outputs = [OutputReport.model_validate(o) for o in obj.get("outputs", [])]
+            outputs: list[dict[str, Any]] = plain.check(  # api.OutputReport, each
+                OUTPUTS, obj.get("outputs", []), "driver outcome outputs"
+            )
             reason = obj.get("reason")
             reason = str(reason)[:300] if reason is not None else None
-        except (ValidationError, TypeError):
+        except JobRuntimeError:
             return "failed", "driver.outcome_unreadable", []
         return outcome, reason, outputs
 

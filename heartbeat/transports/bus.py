@@ -8,9 +8,15 @@ transport reconnects on the next send.
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING
+
 from heartbeat.transports.servicebus import ServiceBusTransport
-from jobruntime.controlplane.api import HeartbeatAck, SignedHeartbeat
+from jobruntime.controlplane.pod import HeartbeatAck
 from jobruntime.errors import JobRuntimeError
+
+if TYPE_CHECKING:
+    from heartbeat.sidecar import SignedHeartbeat
 
 
 class ServiceBusHeartbeats:
@@ -19,7 +25,8 @@ class ServiceBusHeartbeats:
         self._cancel_wait = cancel_wait
 
     def send(self, signed: SignedHeartbeat) -> HeartbeatAck:
-        self._bus.send(signed.model_dump_json().encode())  # a failure keeps it in the backlog
+        body = json.dumps(signed.to_json(), separators=(",", ":")).encode()
+        self._bus.send(body)  # a failure keeps it in the backlog
         try:
             order = self._bus.poll_cancel(self._cancel_wait)
         except JobRuntimeError:

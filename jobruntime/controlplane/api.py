@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobruntime.spec.codec import canonical
+from jobruntime.controlplane.pod import MAX_OUTPUTS, publish_statement
+from jobruntime.controlplane.pod import Purpose as Purpose
 from jobruntime.spec.models import Name, RunId, Sha256Hex
 
 API_PREFIX = "/v1"
@@ -230,7 +231,6 @@ class Challenge(_Wire):
     expires_at: datetime
 
 
-Purpose = Literal["verifier", "key-agent", "heartbeat"]
 PodId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -296,14 +296,7 @@ class PublishVersion(DatasetRef):
 
     def statement(self, run_id: str) -> bytes:
         """What a pod signs: this version of this dataset, for this run (RFC 8785)."""
-        return canonical(
-            {
-                "dataset": self.dataset,
-                "manifest_digest": self.manifest_digest,
-                "run_id": run_id,
-                "version": self.version,
-            }
-        )
+        return publish_statement(run_id, self.dataset, self.version, self.manifest_digest)
 
 
 class DatasetVersion(_Wire):
@@ -337,7 +330,7 @@ class Heartbeat(_Wire):
     reason: str | None = Field(default=None, max_length=300, description="a final failure's code")
     outputs: list[OutputReport] = Field(
         default_factory=list,
-        max_length=64,
+        max_length=MAX_OUTPUTS,
         description="on the final heartbeat of a success: each output's published version",
     )
 

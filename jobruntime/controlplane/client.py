@@ -1,26 +1,21 @@
-"""HTTP client of the control-plane API.
+"""HTTP client of the control-plane API, with its wire models (pydantic).
 
-Timeouts on every call; retries with exponential backoff on connection errors and
-5xx up to a deadline (urllib3's ``Retry``, extended with that deadline); TLS
-verification on, with a configurable CA bundle. Refusals become typed errors.
+The HTTP itself (deadlines, retries, TLS, limits, typed refusals) is
+``transport.Transport``; the pod's sidecars speak the few calls they need over the same
+transport without pydantic (``pod.PodClient``, also :attr:`ControlPlaneClient.pod`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
 from pydantic import BaseModel, ValidationError
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-import jobruntime.attestation.errors  # noqa: F401 - registers the codes mapped below
 from jobruntime.controlplane.api import (
-    API_PREFIX,
     ApprovalRequest,
     ApprovalResponse,
     AttestRequest,
@@ -51,55 +46,13 @@ from jobruntime.controlplane.api import (
     SubmitResponse,
     VerifierRefusal,
 )
-from jobruntime.errors import (
-    AttestationError,
-    AuthError,
-    ClaimError,
-    ClaimReplayedError,
-    ControlPlaneError,
-    ControlPlaneUnavailableError,
-    JobRuntimeError,
-    NotFoundError,
-    RunCancelledError,
-    SpecTooLargeError,
-    all_error_types,
-)
+from jobruntime.controlplane.pod import PodClient
+from jobruntime.controlplane.transport import Transport
+from jobruntime.errors import ControlPlaneError, NotFoundError
 from jobruntime.spec.codec import MAX_SPEC_BYTES
 from jobruntime.spec.models import JobRunRequest, Workload
 
 M = TypeVar("M", bound=BaseModel)
-
-_CLAIM_REFUSALS: dict[str, type[ClaimError]] = {
-    "claim.replayed": ClaimReplayedError,
-    "claim.cancelled": RunCancelledError,
-    "claim.not_approved": ClaimError,
-}
-
-
-def _attestation_refusal(code: str) -> type[AttestationError]:
-    """The attestation error class for a refusal's code, looked up when it is needed:
-    the registry fills as modules are imported, so a table built at import time would
-    miss the classes of modules imported later."""
-    for cls in all_error_types():
-        if issubclass(cls, AttestationError) and cls.code == code:
-            return cls
-    return AttestationError
-
-
-class DeadlineRetry(Retry):
-    """urllib3 ``Retry`` that also gives up once a monotonic deadline has passed."""
-
-    deadline: float | None = None
-
-    def new(self, **kw: Any) -> DeadlineRetry:
-        retry = super().new(**kw)
-        assert isinstance(retry, DeadlineRetry)
-        retry.deadline = self.deadline
-        return retry
-
-    def is_exhausted(self) -> bool:
-        late = self.deadline is not None and time.monotonic() >= self.deadline
-        return late or bool(super().is_exhausted())
 
 
 class ControlPlaneClient:
@@ -113,23 +66,23 @@ class ControlPlaneClient:
         retry_for: float = 30.0,
         backoff: float = 0.2,
     ) -> None:
-        self.url = url.rstrip("/")
-        self._timeout = timeout
-        self._retry_for = retry_for
-        self._backoff = backoff
-        self._session = requests.Session()
-        # Not from the environment: $REQUESTS_CA_BUNDLE would replace even a per-request
-        # verify=True, and $HTTPS_PROXY would route us; only the given CA bundle counts.
-        self._session.trust_env = False
-        self._session.headers["Authorization"] = f"Bearer {token}"
-        self._session.headers["User-Agent"] = "jobruntime-client/1"
-        self._verify: str | bool = str(ca_bundle) if ca_bundle else True
-        self._adapter = HTTPAdapter()
-        self._session.mount("http://", self._adapter)
-        self._session.mount("https://", self._adapter)
+        self._transport = Transport(
+            url,
+            token,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            retry_for=retry_for,
+            backoff=backoff,
+        )
+        self.url = self._transport.url
+
+    @cached_property
+    def pod(self) -> PodClient:
+        """The pod's calls (attest, release, heartbeat...) as plain JSON, on this transport."""
+        return PodClient(self._transport)
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
     def __enter__(self) -> ControlPlaneClient:
         return self
@@ -273,67 +226,7 @@ class ControlPlaneClient:
         idempotent: bool = True,
         body: Any = None,
     ) -> bytes:
-        retry = DeadlineRetry(
-            total=10_000,
-            read=None if idempotent else 0,
-            other=0,  # a failed TLS verification will not heal by retrying
-            backoff_factor=self._backoff,
-            backoff_max=2.0,
-            status_forcelist=(500, 502, 503, 504) if idempotent else (),
-            allowed_methods=None,
-            raise_on_status=False,
-        )
-        retry.deadline = time.monotonic() + self._retry_for
-        self._adapter.max_retries = retry
-        url = f"{self.url}{API_PREFIX}{path}"
-        try:
-            with self._session.request(
-                method, url, json=body, timeout=self._timeout, stream=True, verify=self._verify
-            ) as resp:
-                data = _read_limited(resp, limit, f"{method} {path}")
-        except requests.exceptions.SSLError:
-            raise ControlPlaneUnavailableError(f"TLS verification of {self.url} failed") from None
-        except requests.exceptions.RequestException as exc:
-            raise ControlPlaneUnavailableError(
-                f"control plane at {self.url} unreachable for {self._retry_for:.0f}s "
-                f"({type(exc).__name__})"
-            ) from None
-        if resp.status_code >= 400:
-            raise _refusal(resp.status_code, data, f"{method} {path}")
-        return data
-
-
-def _read_limited(resp: requests.Response, limit: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in resp.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise SpecTooLargeError(f"{what}: answer is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _refusal(status: int, body: bytes, what: str) -> JobRuntimeError:
-    code, message = f"http.{status}", f"HTTP {status}"
-    try:
-        err = json.loads(body)["error"]
-        code, message = str(err["code"]), str(err["message"])
-    except (ValueError, KeyError, TypeError):
-        pass
-    text = f"{what}: {message} ({code})"
-    if status >= 500:
-        return ControlPlaneUnavailableError(text, status, code)
-    if code in _CLAIM_REFUSALS:
-        return _CLAIM_REFUSALS[code](message)
-    if code.startswith("attestation."):
-        # The control plane judged our evidence: fail as attestation, with its code.
-        return _attestation_refusal(code)(f"{message} ({code})")
-    if status in (401, 403):
-        return AuthError(text, status, code)
-    if status == 404:
-        return NotFoundError(text, status, code)
-    return ControlPlaneError(text, status, code)
+        return self._transport.call(method, path, limit=limit, idempotent=idempotent, body=body)
 
 
 def _checkpoint_count(checkpoint: dict[str, Any] | None) -> int | None:

@@ -19,7 +19,6 @@ from types import FrameType
 
 from jobruntime.entrypoint import run_main
 from jobruntime.errors import ConfigError
-from jobruntime.keyagent.kms_source import KmsKeySource, grants_of
 from jobruntime.keyagent.secretfile import write_spark_secret
 from jobruntime.keyagent.server import KeyAgentServer
 from jobruntime.keyagent.source import KeySource, StaticKeySource
@@ -123,8 +122,9 @@ def make_source(args: argparse.Namespace) -> KeySource:
 
 def static_source(args: argparse.Namespace) -> KeySource:
     """DEVELOPMENT ONLY: keys from a file; with a bundle, narrowed to its verified spec."""
-    from jobruntime.verification.consumer import load_pod_bundle
+    from jobruntime.keyagent.kms_source import grants_of
     from jobruntime.verification.pinned import DEV_ENV, dev_mode
+    from jobruntime.verification.sidecar import load_sidecar_bundle
 
     if not dev_mode():
         raise ConfigError(
@@ -133,7 +133,7 @@ def static_source(args: argparse.Namespace) -> KeySource:
     log.warning("serving static development keys from %s: NOT FOR PRODUCTION", args.static_keys)
     if args.bundle_dir is None:
         return StaticKeySource.from_json_file(args.static_keys)
-    _, bundle = load_pod_bundle(
+    _, bundle = load_sidecar_bundle(
         "keyagent", args.bundle_dir, trust_root=args.trust_root, needs_control_plane=False
     )
     grants = grants_of(bundle.verified.spec)
@@ -147,9 +147,11 @@ def static_source(args: argparse.Namespace) -> KeySource:
 
 def kms_source(args: argparse.Namespace) -> KeySource:
     from jobruntime.attestation.providers.choose import provider_for
-    from jobruntime.controlplane.client import ControlPlaneClient
+    from jobruntime.controlplane.pod import PodClient
+    from jobruntime.controlplane.transport import Transport
+    from jobruntime.keyagent.kms_source import KmsKeySource, grants_of
     from jobruntime.keyrelease.session import AttestedSession
-    from jobruntime.verification.consumer import load_pod_bundle
+    from jobruntime.verification.sidecar import load_sidecar_bundle
 
     if args.bundle_dir is None or args.token_file is None:
         raise ConfigError("the KMS source needs --bundle-dir and --token-file")
@@ -157,14 +159,14 @@ def kms_source(args: argparse.Namespace) -> KeySource:
         token = Path(args.token_file).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read {args.token_file}: {exc.strerror}") from None
-    pinned, bundle = load_pod_bundle(
+    pinned, bundle = load_sidecar_bundle(
         "keyagent",
         args.bundle_dir,
         trust_root=args.trust_root,
         control_plane_url=args.control_plane_url,
         ca_bundle=args.ca_bundle,
     )
-    client = ControlPlaneClient(pinned.control_plane_url, token, ca_bundle=pinned.ca_bundle)
+    client = PodClient(Transport(pinned.control_plane_url, token, ca_bundle=pinned.ca_bundle))
     session = AttestedSession(
         client, bundle.identity, provider_for(args.tee, args.emulated_tee_dir), "key-agent"
     )

@@ -6,15 +6,33 @@ outputs also wrapped, MACed and published, each under the spec's key id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from jobruntime.keyagent.source import Grant
 from jobruntime.keyrelease.session import AttestedSession
-from jobruntime.spec.models import JobRunSpec
 
 
-def grants_of(spec: JobRunSpec) -> dict[str, Grant]:
+class _Dataset(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
+
+
+class _Spec(Protocol):
+    """A verified spec: a ``plain.PlainSpec`` (the agent's) or a ``JobRunSpec``."""
+
+    @property
+    def inputs(self) -> Sequence[_Dataset]: ...
+
+    @property
+    def outputs(self) -> Sequence[_Dataset]: ...
+
+
+def grants_of(spec: _Spec) -> dict[str, Grant]:
     grants = {d.name: Grant(key_id=d.key_id, writable=False) for d in spec.inputs}
     grants.update({d.name: Grant(key_id=d.key_id, writable=True) for d in spec.outputs})
     return grants

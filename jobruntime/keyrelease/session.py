@@ -3,27 +3,31 @@
 ``AttestedSession`` is what the verifier uses to claim the run, what the key agent
 uses as its key source, and what the heartbeat sidecar signs heartbeats with. Its
 evidence binds the nonce, the run, the signed spec's digest, the pod's id and role,
-the purpose and an ephemeral key that never leaves this process.
+the purpose and an ephemeral key that never leaves this process. It speaks plain
+JSON (``controlplane.pod``), so the sidecars that hold one never import pydantic.
 """
 
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING, Protocol
 
-from jobruntime.attestation.providers.base import EvidenceProvider
-from jobruntime.controlplane.api import (
-    AttestRequest,
-    AttestResponse,
-    DatasetRef,
-    PublishVersion,
-    Purpose,
-)
-from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.controlplane.pod import Attested, PodClient, Purpose, publish_statement
 from jobruntime.keyrelease import jwe
 from jobruntime.keyrelease.binding import Binding, PodIdentity
 from jobruntime.keyrelease.jwe import EphemeralKey, KeyWrapError
 
+if TYPE_CHECKING:
+    from jobruntime.attestation.providers.base import EvidenceProvider
+
 __all__ = ["AttestedSession", "PodIdentity", "new_pod_id"]
+
+
+class HasPodClient(Protocol):
+    """A ``ControlPlaneClient``: its :attr:`pod` calls share its connection and token."""
+
+    @property
+    def pod(self) -> PodClient: ...
 
 
 def new_pod_id() -> str:
@@ -34,12 +38,12 @@ def new_pod_id() -> str:
 class AttestedSession:
     def __init__(
         self,
-        client: ControlPlaneClient,
+        client: PodClient | HasPodClient,
         pod: PodIdentity,
         provider: EvidenceProvider,
         purpose: Purpose,
     ) -> None:
-        self._client = client
+        self._client = client if isinstance(client, PodClient) else client.pod
         self._provider = provider
         self._key = EphemeralKey()
         self._token: str | None = None
@@ -52,11 +56,11 @@ class AttestedSession:
     def run_id(self) -> str:
         return self.pod.run_id
 
-    def attest(self) -> AttestResponse:
+    def attest(self) -> Attested:
         """Challenge, then evidence bound to everything the control plane will check."""
-        challenge = self._client.challenge(self.run_id)
+        nonce = self._client.challenge(self.run_id)
         binding = Binding(
-            nonce=challenge.nonce,
+            nonce=nonce,
             run_id=self.run_id,
             spec_digest=self.pod.spec_digest,
             key_thumbprint=self._key.thumbprint,
@@ -66,31 +70,28 @@ class AttestedSession:
         )
         evidence = self._provider.collect(binding.report_data())
         answer = self._client.attest(
-            AttestRequest(
-                run_id=self.run_id,
-                nonce=challenge.nonce,
-                purpose=self.purpose,
-                pod_id=self.pod.pod_id,
-                role=self.pod.role,
-                evidence=evidence.to_json(),
-                public_jwk=self._key.public_jwk,
-            )
+            {  # api.AttestRequest
+                "run_id": self.run_id,
+                "nonce": nonce,
+                "purpose": self.purpose,
+                "pod_id": self.pod.pod_id,
+                "role": self.pod.role,
+                "evidence": evidence.to_json(),
+                "public_jwk": self._key.public_jwk,
+            }
         )
         self._token = answer.session
         self.attestations += 1
         return answer
 
     def latest_version(self, dataset: str) -> tuple[int, str] | None:
-        found = self._client.latest_version(DatasetRef(session=self._session(), dataset=dataset))
+        found = self._client.latest_version(self._session(), dataset)
         return (found.version, found.manifest_digest) if found else None
 
     def record_version(self, dataset: str, version: int, digest: str) -> None:
         """Publish a version, signed by the ephemeral key: the token alone publishes nothing."""
-        request = PublishVersion(
-            session=self._session(), dataset=dataset, version=version, manifest_digest=digest
-        )
-        signature = self.sign(request.statement(self.run_id))
-        self._client.publish_version(request.model_copy(update={"signature": signature}))
+        signature = self.sign(publish_statement(self.run_id, dataset, version, digest))
+        self._client.publish_version(self._session(), dataset, version, digest, signature)
 
     def sign(self, payload: bytes) -> str:
         """A compact JWS by the ephemeral key this session's evidence bound."""

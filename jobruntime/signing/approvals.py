@@ -1,16 +1,17 @@
 """Data-owner approvals: one owner's signature over one exact spec digest.
 
-Shared by the control plane (which accepts approvals as they arrive) and the
-verifier (which recounts them against its pinned trust root). Thresholds count
-distinct keys, so an owner who approves twice with one key counts once.
+Shared by the control plane (which accepts approvals as they arrive), the verifier
+and the pod's sidecars (which recount them against their pinned trust root), so an
+approval's payload is checked as plain JSON (``spec.plain``): no pydantic. Thresholds
+count distinct keys, so an owner who approves twice with one key counts once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobruntime.errors import (
     ApprovalError,
@@ -19,13 +20,34 @@ from jobruntime.errors import (
     UnknownKeyError,
 )
 from jobruntime.signing import envelope
-from jobruntime.signing.keys import SigningKey
-from jobruntime.signing.trustroot import TrustRoot
-from jobruntime.spec.codec import canonical, parse_model
-from jobruntime.spec.models import Approval, JobRunSpec
+from jobruntime.signing.roots import RootLike
+from jobruntime.spec.codec import canonical
+from jobruntime.spec.plain import parse_approval
+
+if TYPE_CHECKING:
+    from jobruntime.signing.keys import SigningKey
+    from jobruntime.spec.models import JobRunSpec
 
 MAX_SIGNATURES = 16  # an owner's threshold is at most 16 distinct keys
 MAX_PAYLOAD = 4096  # {run_id, spec_digest, owner, approved_at} is a few hundred bytes
+
+
+class _Policy(Protocol):
+    @property
+    def required_owners(self) -> Sequence[str]: ...
+
+    @property
+    def threshold(self) -> int: ...
+
+
+class ApprovedSpec(Protocol):
+    """What approvals are counted against: a ``JobRunSpec`` or a ``plain.PlainSpec``."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def approval_policy(self) -> _Policy: ...
 
 
 @dataclass
@@ -60,12 +82,14 @@ class Tally:
 def sign_approval(
     spec: JobRunSpec, spec_digest: str, owner: str, key: SigningKey, now: datetime
 ) -> dict[str, Any]:
+    from jobruntime.spec.models import Approval
+
     approval = Approval(run_id=spec.run_id, spec_digest=spec_digest, owner=owner, approved_at=now)
     return envelope.to_json(envelope.sign(canonical(approval), envelope.APPROVAL_TYPE, [key]))
 
 
 def check_approval(
-    obj: Any, spec: JobRunSpec, spec_digest: str, trust_root: TrustRoot, now: datetime
+    obj: Any, spec: ApprovedSpec, spec_digest: str, trust_root: RootLike, now: datetime
 ) -> tuple[str, frozenset[str]]:
     """Return (owner, distinct valid key ids) of one approval, or raise why not.
 
@@ -90,7 +114,7 @@ def check_approval(
     # 3. The signature (each approval needs one good one; thresholds count across them).
     keyids = envelope.verify(env, trust_root, role, f"owner {owner}", now, threshold=1)
     # 4. Only now the fields: this owner, this run, this exact spec.
-    approval = parse_model(Approval, env.payload, "approval")
+    approval = parse_approval(env.payload)
     if approval.owner != owner:
         raise ApprovalError(f"approval names {approval.owner} but is signed by {owner}")
     if approval.run_id != spec.run_id or approval.spec_digest != spec_digest:
@@ -100,16 +124,16 @@ def check_approval(
     return owner, keyids
 
 
-def needed(spec: JobRunSpec, trust_root: TrustRoot, owner: str) -> int:
+def needed(spec: ApprovedSpec, trust_root: RootLike, owner: str) -> int:
     role = trust_root.owners.get(owner)
     return max(spec.approval_policy.threshold, role.threshold if role else 1)
 
 
 def tally(
     approvals: Iterable[Any],
-    spec: JobRunSpec,
+    spec: ApprovedSpec,
     spec_digest: str,
-    trust_root: TrustRoot,
+    trust_root: RootLike,
     now: datetime,
 ) -> Tally:
     result = Tally(

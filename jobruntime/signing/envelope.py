@@ -2,19 +2,16 @@
 
 Verification counts distinct keys of the role that are valid now and whose
 signature checks; when that falls short of the threshold, the most telling
-per-signature failure is raised so the error names the real cause.
+per-signature failure is raised so the error names the real cause. Nothing here
+imports pydantic or securesystemslib (see ``dsse``): the pod's sidecars verify with it.
 """
 
 from __future__ import annotations
 
-import binascii
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
-
-from securesystemslib.dsse import Envelope
-from securesystemslib.exceptions import UnverifiedSignatureError
+from typing import TYPE_CHECKING, Any
 
 from jobruntime.errors import (
     BadSignatureError,
@@ -25,10 +22,13 @@ from jobruntime.errors import (
     SpecTooLargeError,
     UnknownKeyError,
 )
-from jobruntime.signing.keys import SigningKey
-from jobruntime.signing.trustroot import CONTROL_PLANE, Role, TrustRoot
+from jobruntime.signing.dsse import Envelope, MalformedEnvelope, Signature
+from jobruntime.signing.roots import CONTROL_PLANE, RoleLike, RootLike
 from jobruntime.spec.codec import MAX_SPEC_BYTES, M, load_json, parse_model
-from jobruntime.spec.models import iso
+from jobruntime.spec.rules import iso
+
+if TYPE_CHECKING:
+    from jobruntime.signing.keys import SigningKey
 
 SPEC_TYPE = "application/vnd.jobruntime.spec+json"
 APPROVAL_TYPE = "application/vnd.jobruntime.approval+json"
@@ -49,7 +49,8 @@ _PRIORITY: tuple[type[SignatureError], ...] = (
 def sign(payload: bytes, payload_type: str, keys: Iterable[SigningKey]) -> Envelope:
     env = Envelope(payload, payload_type, {})
     for key in keys:
-        env.signatures[key.keyid] = key.sign(env.pae())
+        sig = key.sign(env.pae())
+        env.signatures[key.keyid] = Signature(sig.keyid, sig.signature)
     return env
 
 
@@ -71,14 +72,9 @@ def from_json(obj: Any, payload_type: str, what: str) -> Envelope:
     if len(obj["payload"]) > MAX_SPEC_BYTES * 4 // 3 + 4:
         raise SpecTooLargeError(f"{what} payload is over the {MAX_SPEC_BYTES}-byte limit")
     try:
-        copied = {**obj, "signatures": [dict(s) for s in sigs]}
-        return Envelope.from_dict(copied)
-    except ValueError as exc:
-        if "Multiple signatures" in str(exc):
-            raise EnvelopeError(f"{what} carries two signatures by one key") from None
-        raise EnvelopeError(f"{what} has undecodable base64 or signature fields") from None
-    except (KeyError, TypeError, AttributeError, binascii.Error):
-        raise EnvelopeError(f"{what} has malformed signature entries") from None
+        return Envelope.from_dict(obj)
+    except MalformedEnvelope as exc:
+        raise EnvelopeError(f"{what} {exc}") from None
 
 
 def from_bytes(data: bytes, payload_type: str, what: str) -> Envelope:
@@ -91,8 +87,8 @@ def dumps(env: Envelope) -> str:
 
 def verify(
     env: Envelope,
-    trust_root: TrustRoot,
-    role: Role,
+    trust_root: RootLike,
+    role: RoleLike,
     role_name: str,
     now: datetime,
     threshold: int | None = None,
@@ -107,13 +103,10 @@ def verify(
     pae = env.pae()
     for sig in env.signatures.values():
         failure = _check_one(sig.keyid, trust_root, role, role_name, now)
-        if failure is None:
-            try:
-                trust_root.by_id[sig.keyid].sslib.verify_signature(sig, pae)
-            except UnverifiedSignatureError:
-                failure = BadSignatureError(
-                    f"signature by {role_name} key {sig.keyid[:16]}… does not match the payload"
-                )
+        if failure is None and not trust_root.by_id[sig.keyid].verifies(sig.signature, pae):
+            failure = BadSignatureError(
+                f"signature by {role_name} key {sig.keyid[:16]}… does not match the payload"
+            )
         if failure is None:
             valid.add(sig.keyid)
         else:
@@ -132,7 +125,7 @@ def open_signed(
     payload_type: str,
     model: type[M],
     what: str,
-    trust_root: TrustRoot,
+    trust_root: RootLike,
     now: datetime,
 ) -> M:
     """A document the control plane signed (claim receipt, order, checkpoint), verify-then-parse:
@@ -146,7 +139,7 @@ def open_signed(
 
 
 def _check_one(
-    keyid: str, trust_root: TrustRoot, role: Role, role_name: str, now: datetime
+    keyid: str, trust_root: RootLike, role: RoleLike, role_name: str, now: datetime
 ) -> SignatureError | None:
     if keyid not in role.distinct:
         return UnknownKeyError(f"signature by key {keyid[:16]}… which is not a {role_name} key")

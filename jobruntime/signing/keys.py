@@ -1,22 +1,24 @@
 """Signing keys: generation, files, and the key id every check is keyed by.
 
 The key id is the SHA-256 of the public key's DER SubjectPublicKeyInfo, so it is
-derived, never trusted from a file. Signing and verification go through
-securesystemslib's ``CryptoSigner`` and ``SSlibKey``.
+derived, never trusted from a file. Signing goes through securesystemslib's
+``CryptoSigner`` (imported when a key signs: a sidecar only verifies, see ``dsse``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
 from jobruntime.errors import KeyFileError
 from jobruntime.fsutil import write_private
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import Signature, SSlibKey
 
 Algorithm = Literal["ed25519", "ecdsa-p256", "ecdsa-p384"]
 ALGORITHMS: tuple[Algorithm, ...] = ("ed25519", "ecdsa-p256", "ecdsa-p384")
@@ -62,6 +64,8 @@ def load_public_pem(pem: str | bytes) -> PublicKey:
 
 
 def sslib_key(public_key: PublicKey) -> SSlibKey:
+    from securesystemslib.signer import SSlibKey
+
     return SSlibKey.from_crypto(public_key, keyid=key_id(public_key), scheme=scheme_of(public_key))
 
 
@@ -69,6 +73,8 @@ class SigningKey:
     """A private key with its derived key id; never printed, never logged."""
 
     def __init__(self, private_key: PrivateKey) -> None:
+        from securesystemslib.signer import CryptoSigner
+
         self._private = private_key
         self.public_key: PublicKey = private_key.public_key()
         self.keyid = key_id(self.public_key)

@@ -2,6 +2,9 @@
 
 It is baked into the image, so it is the one thing the verifier trusts without
 checking it against anything else. Key ids are recomputed from the PEMs on load.
+The pod's sidecars load the same file without pydantic (``roots.PlainTrustRoot``);
+both take their rules from ``roots``, and :meth:`TrustRoot.load` applies the plain
+check too, so every container of a pod accepts exactly the same trust roots.
 """
 
 from __future__ import annotations
@@ -9,17 +12,20 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from securesystemslib.signer import SSlibKey
 
 from jobruntime.errors import JobRuntimeError, TrustRootError
-from jobruntime.signing.keys import key_id, load_public_pem, sslib_key
-from jobruntime.spec.codec import canonical, parse_model, sha256_digest
+from jobruntime.signing.dsse import PublicKey, verify_signature
+from jobruntime.signing.keys import load_public_pem, sslib_key
+from jobruntime.signing.roots import CONTROL_PLANE as CONTROL_PLANE
+from jobruntime.signing.roots import PlainTrustRoot, check_roles, checked_key
+from jobruntime.spec.codec import canonical, load_json, parse_model, sha256_digest
 from jobruntime.spec.models import KeyId, Name, UtcDatetime
 
-CONTROL_PLANE = "control-plane"
+if TYPE_CHECKING:
+    from securesystemslib.signer import SSlibKey
 
 
 class TrustedKey(BaseModel):
@@ -33,18 +39,22 @@ class TrustedKey(BaseModel):
 
     @model_validator(mode="after")
     def _derived_id(self) -> TrustedKey:
-        if key_id(load_public_pem(self.public_key_pem)) != self.keyid:
-            raise ValueError(f"keyid {self.keyid[:16]}… is not the SHA-256 of its public key")
-        if self.not_after <= self.not_before:
-            raise ValueError(f"key {self.keyid[:16]}… has not_after before not_before")
+        checked_key(self.keyid, self.public_key_pem, self.not_before, self.not_after)
         return self
 
     @cached_property
+    def public_key(self) -> PublicKey:
+        return load_public_pem(self.public_key_pem)
+
+    @cached_property
     def sslib(self) -> SSlibKey:
-        return sslib_key(load_public_pem(self.public_key_pem))
+        return sslib_key(self.public_key)
 
     def valid_at(self, now: datetime) -> bool:
         return self.not_before <= now <= self.not_after
+
+    def verifies(self, signature_hex: str, data: bytes) -> bool:
+        return verify_signature(self.public_key, signature_hex, data)
 
 
 class Role(BaseModel):
@@ -70,18 +80,13 @@ class TrustRoot(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrustRoot:
-        known = {k.keyid for k in self.keys}
-        if len(known) != len(self.keys):
-            raise ValueError("a key appears twice in keys")
-        for name, role in [(CONTROL_PLANE, self.control_plane), *self.owners.items()]:
-            unknown = role.distinct - known
-            if unknown:
-                raise ValueError(f"role {name} names keys not in keys")
-            if role.threshold > len(role.distinct):
-                raise ValueError(
-                    f"role {name} needs {role.threshold} keys but lists "
-                    f"{len(role.distinct)} distinct"
-                )
+        check_roles(
+            [k.keyid for k in self.keys],
+            [
+                (name, role.keyids, role.threshold)
+                for name, role in [(CONTROL_PLANE, self.control_plane), *self.owners.items()]
+            ],
+        )
         return self
 
     @cached_property
@@ -107,10 +112,13 @@ class TrustRoot(BaseModel):
             data = path.read_bytes()
         except OSError as exc:
             raise TrustRootError(f"cannot read trust root {path}: {exc.strerror}") from None
+        what = f"trust root {path}"
         try:
-            return parse_model(cls, data, f"trust root {path}")
+            root = parse_model(cls, data, what)
+            PlainTrustRoot.from_json(load_json(data, what), what)  # what the sidecars load
         except JobRuntimeError as exc:
             raise TrustRootError(exc.message) from None
+        return root
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, TypeVar
+import sys
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import rfc8785
-from pydantic import BaseModel, ValidationError
 
 from jobruntime.errors import SpecSchemaError, SpecTooDeepError, SpecTooLargeError
+
+if TYPE_CHECKING:  # pydantic is imported only where a model is used: never by a sidecar
+    from pydantic import BaseModel, ValidationError
 
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -22,7 +25,7 @@ MAX_DEPTH = 32
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def check_limits(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> None:
@@ -72,6 +75,8 @@ def parse_model(model: type[M], data: bytes, what: str) -> M:
 
 
 def validate_model(model: type[M], obj: Any, what: str) -> M:
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
@@ -90,9 +95,13 @@ def describe(exc: ValidationError, limit: int = 3) -> str:
 
 def canonical(obj: BaseModel | Any) -> bytes:
     """RFC 8785 canonical JSON of a model or a plain JSON value."""
-    if isinstance(obj, BaseModel):
-        obj = obj.model_dump(mode="json")
-    return bytes(rfc8785.dumps(obj))
+    if "pydantic" in sys.modules:  # else nothing here can be a model
+        from pydantic import BaseModel
+
+        if isinstance(obj, BaseModel):
+            obj = obj.model_dump(mode="json")
+    value: Any = obj
+    return bytes(rfc8785.dumps(value))
 
 
 def sha256_digest(data: bytes) -> str:

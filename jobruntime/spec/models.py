@@ -6,7 +6,7 @@ than something silently ignored. Times are UTC and serialised with a ``Z``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,26 +22,23 @@ from pydantic import (
     model_validator,
 )
 
+from jobruntime.spec import rules
+from jobruntime.spec.rules import iso as iso
+from jobruntime.spec.rules import utcnow as utcnow
+
 SCHEMA_VERSION: Literal[1] = 1
 
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+Name = Annotated[str, Field(pattern=rules.NAME)]
 """Identifiers a person types: org, dataset and parameter names."""
 
-Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-ImageDigest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+Sha256Hex = Annotated[str, Field(pattern=rules.SHA256_HEX)]
+ImageDigest = Annotated[str, Field(pattern=rules.DIGEST)]
 KeyId = Sha256Hex
-RunId = Annotated[str, Field(pattern=r"^run-[0-9a-z-]{6,64}$")]
+RunId = Annotated[str, Field(pattern=rules.RUN_ID)]
 
+UtcDatetime = Annotated[datetime, AfterValidator(rules.utc)]
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamps must carry a UTC offset")
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
-
-SafeInt = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
+SafeInt = Annotated[StrictInt, Field(ge=-rules.SAFE_INT, le=rules.SAFE_INT)]
 """Integers RFC 8785 (I-JSON) can carry exactly; larger ones are refused, not a 500."""
 
 
@@ -57,36 +54,25 @@ ParamValue = Scalar | list[Scalar]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=4096)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=rules.MAX_STRING)
 
 
 class JobModule(_Strict):
     """The code that runs, pinned by the SHA-256 of its source file."""
 
-    import_name: Annotated[
-        str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-    ]
+    import_name: Annotated[str, Field(pattern=rules.IMPORT_NAME)]
     sha256: Sha256Hex
-    entry: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "run"
-
-
-def _canonical_uri(value: str) -> str:
-    """One spelling per dataset: specs never hold a relative path or another spelling."""
-    from jobruntime.storage.errors import StorageError
-    from jobruntime.storage.uri import require_canonical
-
-    try:
-        return require_canonical(value)
-    except StorageError as exc:
-        raise ValueError(exc.message) from None
+    entry: Annotated[str, Field(pattern=rules.ENTRY)] = "run"
 
 
 class Dataset(_Strict):
     """A dataset the run reads or writes; the key id names its master key in the KMS."""
 
     name: Name
-    uri: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_canonical_uri)]
-    key_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+    uri: Annotated[
+        str, Field(min_length=1, max_length=rules.MAX_URI), AfterValidator(rules.canonical_uri)
+    ]
+    key_id: Annotated[str, Field(pattern=rules.DATASET_KEY_ID)]
     owner: Name
 
 
@@ -96,8 +82,7 @@ class ValidityWindow(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> ValidityWindow:
-        if self.expires <= self.not_before:
-            raise ValueError("expires must be after not_before")
+        rules.window_ordered(self.not_before, self.expires)
         return self
 
 
@@ -107,19 +92,18 @@ class ApprovalPolicy(_Strict):
     The trust root sets each owner's floor; a spec may raise it, never lower it.
     """
 
-    required_owners: Annotated[list[Name], Field(min_length=1, max_length=64)]
-    threshold: Annotated[int, Field(ge=1, le=16)] = 1
+    required_owners: Annotated[list[Name], Field(min_length=1, max_length=rules.MAX_OWNERS)]
+    threshold: Annotated[int, Field(ge=1, le=rules.MAX_THRESHOLD)] = 1
 
     @model_validator(mode="after")
     def _unique(self) -> ApprovalPolicy:
-        if len(set(self.required_owners)) != len(self.required_owners):
-            raise ValueError("required_owners lists an owner twice")
+        rules.owners_unique(self.required_owners)
         return self
 
 
 PodRole = Literal["driver", "executor"]
 POD_ROLES: tuple[PodRole, ...] = ("driver", "executor")
-HostDataHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+HostDataHex = Annotated[str, Field(pattern=rules.SHA256_HEX)]
 
 
 class Workload(_Strict):
@@ -139,8 +123,7 @@ class Workload(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
-        if self.isolation == "node" and self.host_data:
-            raise ValueError("node isolation has no pod identity: host_data must be empty")
+        rules.workload_consistent(self.isolation, self.host_data)
         return self
 
     @property
@@ -156,18 +139,20 @@ class _RunBody(_Strict):
     workspace: Name
     module: JobModule
     image_digest: ImageDigest
-    parameters: Annotated[dict[Name, ParamValue], Field(max_length=256)] = Field(
+    parameters: Annotated[dict[Name, ParamValue], Field(max_length=rules.MAX_PARAMETERS)] = Field(
         default_factory=dict
     )
-    inputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
-    outputs: Annotated[list[Dataset], Field(max_length=64)] = Field(default_factory=list)
+    inputs: Annotated[list[Dataset], Field(max_length=rules.MAX_DATASETS)] = Field(
+        default_factory=list
+    )
+    outputs: Annotated[list[Dataset], Field(max_length=rules.MAX_DATASETS)] = Field(
+        default_factory=list
+    )
     workload: Workload = Field(default_factory=Workload)
 
     @model_validator(mode="after")
     def _unique_names(self) -> _RunBody:
-        names = [d.name for d in (*self.inputs, *self.outputs)]
-        if len(set(names)) != len(names):
-            raise ValueError("dataset names must be unique across inputs and outputs")
+        rules.dataset_names_unique([d.name for d in (*self.inputs, *self.outputs)])
         return self
 
 
@@ -182,10 +167,9 @@ class JobRunSpec(_RunBody):
 
     @model_validator(mode="after")
     def _owners_approve(self) -> JobRunSpec:
-        owners = {d.owner for d in (*self.inputs, *self.outputs)}
-        missing = sorted(owners - set(self.approval_policy.required_owners))
-        if missing:
-            raise ValueError(f"approval_policy misses dataset owners: {', '.join(missing)}")
+        rules.owners_approve(
+            (d.owner for d in (*self.inputs, *self.outputs)), self.approval_policy.required_owners
+        )
         return self
 
     def dataset(self, name: str) -> Dataset | None:
@@ -241,14 +225,5 @@ class CancelOrder(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     type: Literal["cancel"] = "cancel"
     run_id: RunId
-    reason: Annotated[str, Field(max_length=200)]
+    reason: Annotated[str, Field(max_length=rules.MAX_REASON)]
     issued_at: UtcDatetime
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(value: datetime) -> str:
-    """Second-precision UTC, for messages."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -7,7 +7,8 @@ root pinned in its own image before it uses anything (:func:`load_bundle`), so a
 bundle written by anyone else gets no further than a forged signature would.
 
 It is written atomically (temp file, fsync, rename) with mode 0600, so a reader sees
-a whole bundle or none.
+a whole bundle or none. The pod's sidecars load it without pydantic, with the same
+checks (``sidecar.load_plain_bundle``).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobruntime.errors import BundleWriteError, ConfigError, JobRuntimeError
 from jobruntime.keyrelease.binding import PodIdentity
-from jobruntime.signing.trustroot import TrustRoot
-from jobruntime.spec.codec import MAX_SPEC_BYTES, parse_model
+from jobruntime.signing.roots import RootLike
+from jobruntime.spec import rules
+from jobruntime.spec.codec import parse_model
 from jobruntime.spec.models import PodRole
+from jobruntime.verification.sidecar import BUNDLE_NAME as BUNDLE_NAME
+from jobruntime.verification.sidecar import read_bundle
 from jobruntime.verification.signed import DEFAULT_SKEW, VerifiedSpec, verify_signed_run
 
-BUNDLE_NAME = "verified-bundle.json"
-POD_ID = r"^[0-9a-f]{32}$"
+POD_ID = rules.POD_ID
 
 
 class Receipt(BaseModel):
@@ -81,19 +84,14 @@ class PodBundle:
 
 def load_bundle(
     directory: Path,
-    trust_root: TrustRoot,
+    trust_root: RootLike,
     *,
     now: datetime,
     skew: timedelta = DEFAULT_SKEW,
 ) -> PodBundle:
     """Read, then verify the spec's signature and approvals, then trust the receipt's ids."""
     path = directory / BUNDLE_NAME
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"no verified bundle at {path}: {exc.strerror}") from None
-    if len(data) > 4 * MAX_SPEC_BYTES:
-        raise ConfigError(f"{path} is over the size limit")
+    data = read_bundle(directory)
     try:
         raw = parse_model(BundleFile, data, str(path))
     except JobRuntimeError:

@@ -1,8 +1,9 @@
 """How the pod's other containers start: anchors from the image, then the re-verified bundle.
 
-The key agent, the heartbeat sidecar and the driver each call :func:`load_pod_bundle`
-before using anything of the bundle: the trust root is the one pinned in their own
-image (or, in development mode, the one their flags name), and the spec's signature,
+The driver calls :func:`load_pod_bundle` before using anything of the bundle (the key
+agent and the heartbeat sidecar call its pydantic-free twin,
+``sidecar.load_sidecar_bundle``): the trust root is the one pinned in their own image
+(or, in development mode, the one their flags name), and the spec's signature,
 approvals and validity are checked again.
 """
 

@@ -8,18 +8,20 @@ Steps (numbered as the verifier reports them, see docs/verifier.md):
 4. each owner's approvals, each verified before its fields are read;
 5. the validity window, with a bounded clock skew;
 6. the run id the pod was started for.
+
+:func:`verify_signed_run` parses the spec into the pydantic ``JobRunSpec``;
+:func:`verify_signed_run_plain`, for the pod's sidecars, into a ``plain.PlainSpec``
+with no pydantic. Both run the one sequence below, and the pydantic path applies the
+plain check as well, so a spec the verifier accepts is one its sidecars accept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import ValidationError
-
-from jobruntime.controlplane.api import SignedRun
 from jobruntime.errors import (
     ConfigError,
     EnvelopeError,
@@ -28,15 +30,21 @@ from jobruntime.errors import (
     SpecNotYetValidError,
 )
 from jobruntime.signing import approvals, envelope
+from jobruntime.signing.approvals import ApprovedSpec
 from jobruntime.signing.envelope import Envelope
-from jobruntime.signing.trustroot import CONTROL_PLANE, TrustRoot
+from jobruntime.signing.roots import CONTROL_PLANE, RootLike
+from jobruntime.spec import plain
 from jobruntime.spec.codec import MAX_SPEC_BYTES, load_json, parse_model, sha256_digest
-from jobruntime.spec.models import JobRunSpec, iso
+from jobruntime.spec.plain import PlainSpec
+from jobruntime.spec.rules import iso
+
+if TYPE_CHECKING:
+    from jobruntime.spec.models import JobRunSpec
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_SKEW = timedelta(seconds=60)
 
-_MINT = object()  # only this module can make a VerifiedSpec
+_MINT = object()  # only this module can make a VerifiedSpec or a PlainVerifiedSpec
 
 STEPS = (
     "1. envelope",
@@ -69,6 +77,43 @@ class VerifiedSpec:
         return self.spec.run_id
 
 
+@dataclass(frozen=True)
+class PlainVerifiedSpec:
+    """The same checks as :class:`VerifiedSpec`, the spec as plain JSON (the sidecars')."""
+
+    spec: PlainSpec
+    digest: str
+    envelope: Envelope = field(repr=False)
+    approvals: tuple[dict[str, Any], ...] = field(repr=False)
+    verified_at: datetime
+    checks: tuple[str, ...]
+    _mint: object = field(repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self._mint is not _MINT:
+            raise TypeError("a PlainVerifiedSpec comes only from verify_signed_run_plain")
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+
+class _Window(Protocol):
+    @property
+    def not_before(self) -> datetime: ...
+
+    @property
+    def expires(self) -> datetime: ...
+
+
+class _Spec(ApprovedSpec, Protocol):
+    @property
+    def validity(self) -> _Window: ...
+
+
+S = TypeVar("S", bound=_Spec)
+
+
 def check_skew(skew: timedelta) -> timedelta:
     if not timedelta(0) <= skew <= MAX_CLOCK_SKEW:
         raise ConfigError(f"clock skew must be between 0 and {MAX_CLOCK_SKEW.seconds} s")
@@ -78,7 +123,7 @@ def check_skew(skew: timedelta) -> timedelta:
 def verify_signed_run(
     envelope_obj: Any,
     approval_objs: Sequence[Any],
-    trust_root: TrustRoot,
+    trust_root: RootLike,
     *,
     now: datetime,
     run_id: str | None,
@@ -91,13 +136,87 @@ def verify_signed_run(
     ``review``: an owner reading a spec before approving it checks steps 1-3 and the
     run id only (there are no approvals yet, and the window may not have opened).
     """
+    env, spec, digest, done = _verify(
+        envelope_obj,
+        approval_objs,
+        trust_root,
+        _model_spec,
+        now=now,
+        run_id=run_id,
+        skew=skew,
+        require_approvals=require_approvals,
+        review=review,
+    )
+    return VerifiedSpec(
+        spec=spec,
+        digest=digest,
+        envelope=env,
+        approvals=tuple(approval_objs),
+        verified_at=now,
+        checks=tuple(done),
+        _mint=_MINT,
+    )
+
+
+def verify_signed_run_plain(
+    envelope_obj: Any,
+    approval_objs: Sequence[Any],
+    trust_root: RootLike,
+    *,
+    now: datetime,
+    run_id: str | None,
+    skew: timedelta = DEFAULT_SKEW,
+) -> PlainVerifiedSpec:
+    """Steps 1-6 as :func:`verify_signed_run` runs them, without pydantic."""
+    env, spec, digest, done = _verify(
+        envelope_obj,
+        approval_objs,
+        trust_root,
+        plain.parse_spec,
+        now=now,
+        run_id=run_id,
+        skew=skew,
+        require_approvals=True,
+        review=False,
+    )
+    return PlainVerifiedSpec(
+        spec=spec,
+        digest=digest,
+        envelope=env,
+        approvals=tuple(approval_objs),
+        verified_at=now,
+        checks=tuple(done),
+        _mint=_MINT,
+    )
+
+
+def _model_spec(payload: bytes) -> JobRunSpec:
+    from jobruntime.spec.models import JobRunSpec
+
+    spec = parse_model(JobRunSpec, payload, "spec")
+    plain.parse_spec(payload)  # what the pod's sidecars will accept: nothing less
+    return spec
+
+
+def _verify(
+    envelope_obj: Any,
+    approval_objs: Sequence[Any],
+    trust_root: RootLike,
+    parse_spec: Callable[[bytes], S],
+    *,
+    now: datetime,
+    run_id: str | None,
+    skew: timedelta,
+    require_approvals: bool,
+    review: bool,
+) -> tuple[Envelope, S, str, list[str]]:
     check_skew(skew)
     # 1. The envelope: DSSE shape, payload type, the payload's size.
     env = envelope.from_json(envelope_obj, envelope.SPEC_TYPE, "spec envelope")
     # 2. The control plane signed these exact bytes.
     envelope.verify(env, trust_root, trust_root.control_plane, CONTROL_PLANE, now)
     # 3. Only signed bytes are parsed.
-    spec = parse_model(JobRunSpec, env.payload, "spec")
+    spec = parse_spec(env.payload)
     digest = sha256_digest(env.payload)
     done = list(STEPS[:3])
     # 4. Every owner the run needs reached its threshold of distinct keys.
@@ -121,20 +240,12 @@ def verify_signed_run(
                 f"asked to verify {run_id} but the signed spec is for {spec.run_id}"
             )
         done.append(STEPS[5])
-    return VerifiedSpec(
-        spec=spec,
-        digest=digest,
-        envelope=env,
-        approvals=tuple(approval_objs),
-        verified_at=now,
-        checks=tuple(done),
-        _mint=_MINT,
-    )
+    return env, spec, digest, done
 
 
 def verify_response(
     body: bytes,
-    trust_root: TrustRoot,
+    trust_root: RootLike,
     *,
     now: datetime,
     run_id: str | None,
@@ -143,6 +254,10 @@ def verify_response(
     review: bool = False,
 ) -> VerifiedSpec:
     """The control plane's ``GET /runs/{id}/spec`` answer: limits on raw bytes, then 1-6."""
+    from pydantic import ValidationError
+
+    from jobruntime.controlplane.api import SignedRun
+
     obj = load_json(body, "signed spec response", max_bytes=4 * MAX_SPEC_BYTES)
     try:
         signed = SignedRun.model_validate(obj)

@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
-
-import requests
 
 from jobruntime.attestation.certs import certificates_pem, load_certificates
 from jobruntime.attestation.providers.errors import CollectError
@@ -42,6 +39,7 @@ from jobruntime.attestation.providers.evidence import (
 )
 from jobruntime.attestation.report import REPORT_SIZE, AttestationReport
 from jobruntime.errors import AttestationError
+from jobruntime.netget import GetError, get
 
 TPM_DEVICE = Path("/dev/tpmrm0")
 REPORT_INDEX = "0x01400001"
@@ -99,6 +97,8 @@ class HclReport:
 
 def run_tool(args: Sequence[str], stdin: bytes | None = None) -> bytes:
     """Run a tpm2-tools command; its first stderr line is the error message."""
+    import subprocess  # here: a pod that finds configfs-tsm never needs it
+
     try:
         done = subprocess.run(list(args), input=stdin, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -110,15 +110,11 @@ def run_tool(args: Sequence[str], stdin: bytes | None = None) -> bytes:
 
 
 def http_get(url: str, headers: Mapping[str, str]) -> bytes:
-    """GET without proxies (IMDS is link-local and must not be proxied)."""
-    with requests.Session() as session:
-        session.trust_env = False
-        try:
-            response = session.get(url, headers=dict(headers), timeout=10)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise CollectError(f"GET {url} failed: {exc}") from None
-        return response.content
+    """GET without proxies (IMDS is link-local and must not be proxied) or redirects."""
+    try:
+        return get(url, headers, timeout=10)
+    except GetError as exc:
+        raise CollectError(str(exc)) from None
 
 
 def fetch_vcek_chain(get: HttpGet = http_get) -> str:

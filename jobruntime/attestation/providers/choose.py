@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from jobruntime.attestation.providers.base import EvidenceProvider, detect
-from jobruntime.attestation.providers.emulated import (
-    EMULATED_MEASUREMENT,
-    EmulatedProvider,
-    load_tee,
-)
 from jobruntime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jobruntime.attestation.providers.base import EvidenceProvider
 
 TeeChoice = Literal["auto", "emulated"]
 TEE_CHOICES: tuple[TeeChoice, ...] = ("auto", "emulated")
@@ -27,9 +24,18 @@ EMULATED_HOST_DATA_ENV = "JOB_EMULATED_HOST_DATA"
 
 
 def provider_for(tee: str, emulated_dir: Path | None = None) -> EvidenceProvider:
+    """Imports only the providers it may return: a pod holds the code of one, not all."""
     if tee == "auto":
+        from jobruntime.attestation.providers.base import detect
+
         return detect()
     if tee == "emulated":
+        from jobruntime.attestation.providers.emulated import (
+            EMULATED_MEASUREMENT,
+            EmulatedProvider,
+            load_tee,
+        )
+
         if emulated_dir is None:
             raise ConfigError("--tee emulated needs the emulated TEE's directory")
         return EmulatedProvider(

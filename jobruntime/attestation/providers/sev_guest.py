@@ -23,13 +23,12 @@ checks the request bytes and writes a constructed response.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from jobruntime.attestation.providers.certificate_table import sev_snp_certificates
 from jobruntime.attestation.providers.errors import CollectError
@@ -58,7 +57,10 @@ _REPORT_STATUS = {0x16: "INVALID_PARAM", 0x27: "INVALID_KEY"}
 _VMM_ERRORS = {1: "INVALID_LEN", 2: "BUSY"}
 
 Ioctl = Callable[[int, int, bytearray], int]
-_Buffer = ctypes.Array[ctypes.c_char]
+if TYPE_CHECKING:  # ctypes is imported to collect, not by every pod that imports detect()
+    import ctypes
+
+    _Buffer = ctypes.Array[ctypes.c_char]
 
 
 def _system_ioctl(fd: int, request: int, arg: bytearray) -> int:
@@ -90,6 +92,8 @@ class SevGuestProvider:
         return None
 
     def collect(self, report_data: bytes) -> Evidence:
+        import ctypes
+
         check_report_data(report_data)
         certs = ctypes.create_string_buffer(CERTS_SIZE) if self.extended else None
         raw = _REPORT_REQ.pack(report_data, self.vmpl)
@@ -109,6 +113,8 @@ class SevGuestProvider:
         return Evidence(self.kind, report, sev_snp_certificates(report, table))
 
     def _call(self, request: _Buffer, response: _Buffer) -> None:
+        import ctypes
+
         number = SNP_GET_EXT_REPORT if self.extended else SNP_GET_REPORT
         arg = bytearray(
             _IOCTL.pack(MSG_VERSION, ctypes.addressof(request), ctypes.addressof(response), 0)
