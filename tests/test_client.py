@@ -345,3 +345,12 @@ def test_tls_verification_failure_is_not_retried(tls_emulator: TlsEmulator) -> N
         with pytest.raises(ControlPlaneUnavailableError, match="TLS"):
             client.health()
         assert time.monotonic() - start < 1.0
+
+
+def test_path_parameters_are_one_encoded_segment(scripted: Callable[..., Scripted]) -> None:
+    """Found in review: a key id with ``..`` reached other routes once ``..`` was sent as
+    is; every path parameter is now percent-encoded whole."""
+    server = scripted([(404, b'{"error": {"code": "kms.key_unknown", "message": "no"}}')])
+    with ControlPlaneClient(server.url, "t", retry_for=0.5) as c, pytest.raises(NotFoundError):
+        c.key_info("org-a/../../runs/x y")
+    assert server.seen == [("GET", "/v1/kms/keys/org-a%2F..%2F..%2Fruns%2Fx%20y")]

@@ -146,6 +146,21 @@ def test_signed_json_that_canonical_form_cannot_carry_is_refused(raw: bytes) -> 
         load_json(raw, "spec")
 
 
+def test_json_in_utf16_cannot_slip_a_deep_document_past_the_depth_check() -> None:
+    """Found in review: ``json.loads`` on bytes also takes UTF-16, whose bytes the depth
+    check cannot read; a deep UTF-16 document reached the parser's recursion limit."""
+    from jobruntime.errors import SpecSchemaError, SpecTooDeepError
+    from jobruntime.spec.codec import load_json
+
+    deep = '["\\"", ' + "[" * 200_000 + "]" * 200_000 + ', "x"]'
+    with pytest.raises(SpecSchemaError, match="not (UTF-8 )?JSON"):
+        load_json(deep.encode("utf-16-le"), "bundle", max_bytes=10**7)
+    with pytest.raises(SpecSchemaError, match="byte-order mark"):
+        load_json(b"\xef\xbb\xbf{}", "bundle")
+    with pytest.raises(SpecTooDeepError):
+        load_json(deep.encode(), "bundle", max_bytes=10**7)
+
+
 @pytest.mark.parametrize(
     ("evidence", "reason"),
     [

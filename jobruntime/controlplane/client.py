@@ -47,7 +47,7 @@ from jobruntime.controlplane.api import (
     VerifierRefusal,
 )
 from jobruntime.controlplane.pod import PodClient
-from jobruntime.controlplane.transport import Transport
+from jobruntime.controlplane.transport import Transport, segment
 from jobruntime.errors import ControlPlaneError, NotFoundError
 from jobruntime.spec.codec import MAX_SPEC_BYTES
 from jobruntime.spec.models import JobRunRequest, Workload
@@ -101,42 +101,43 @@ class ControlPlaneClient:
         return self._call("POST", "/runs", SubmitResponse, body=body, idempotent=False)
 
     def status(self, run_id: str) -> RunStatus:
-        return self._call("GET", f"/runs/{run_id}", RunStatus)
+        return self._call("GET", f"/runs/{segment(run_id)}", RunStatus)
 
     def signed_run_bytes(self, run_id: str) -> bytes:
         """The raw body, so the caller can apply its limits before parsing."""
-        return self._raw("GET", f"/runs/{run_id}/spec", limit=4 * MAX_SPEC_BYTES)
+        return self._raw("GET", f"/runs/{segment(run_id)}/spec", limit=4 * MAX_SPEC_BYTES)
 
     def signed_run(self, run_id: str) -> SignedRun:
         return SignedRun.model_validate_json(self.signed_run_bytes(run_id))
 
     def approve(self, run_id: str, approval: dict[str, Any]) -> ApprovalResponse:
         body = ApprovalRequest(envelope=approval).model_dump()
-        return self._call("POST", f"/runs/{run_id}/approvals", ApprovalResponse, body=body)
+        return self._call("POST", f"/runs/{segment(run_id)}/approvals", ApprovalResponse, body=body)
 
     def claim(self, run_id: str, claim_id: str, session: str) -> dict[str, Any]:
         """Claim with the driver pod's attested ``verifier`` session."""
         body = ClaimRequest(claim_id=claim_id, session=session).model_dump()
-        return self._call("POST", f"/runs/{run_id}/claim", ClaimResponse, body=body).receipt
+        path = f"/runs/{segment(run_id)}/claim"
+        return self._call("POST", path, ClaimResponse, body=body).receipt
 
     def set_workload(self, run_id: str, workload: Workload) -> SubmitResponse:
         """Name the pods' HOST_DATA (or node isolation) before owners approve; re-signs."""
         body = workload.model_dump(mode="json")
-        return self._call("POST", f"/runs/{run_id}/workload", SubmitResponse, body=body)
+        return self._call("POST", f"/runs/{segment(run_id)}/workload", SubmitResponse, body=body)
 
     def heartbeat(self, run_id: str, signed: SignedHeartbeat) -> HeartbeatAck:
         # Short deadline: the sidecar keeps its own backlog rather than block here.
         return self._call(
-            "POST", f"/runs/{run_id}/heartbeats", HeartbeatAck, body=signed.model_dump()
+            "POST", f"/runs/{segment(run_id)}/heartbeats", HeartbeatAck, body=signed.model_dump()
         )
 
     def report_refusal(self, run_id: str, refusal: VerifierRefusal) -> RunStatus:
         body = refusal.model_dump(mode="json", exclude_none=True)
-        return self._call("POST", f"/runs/{run_id}/refusals", RunStatus, body=body)
+        return self._call("POST", f"/runs/{segment(run_id)}/refusals", RunStatus, body=body)
 
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> RunStatus:
         body = CancelRequest(reason=reason).model_dump()
-        return self._call("POST", f"/runs/{run_id}/cancel", RunStatus, body=body)
+        return self._call("POST", f"/runs/{segment(run_id)}/cancel", RunStatus, body=body)
 
     def audit(self) -> AuditLog:
         """The whole log, page by page, cut at the first page's checkpoint.
@@ -163,7 +164,7 @@ class ControlPlaneClient:
         return self._call("POST", "/kms/keys", KeyInfo, body=body, idempotent=False)
 
     def key_info(self, key_id: str) -> KeyInfo:
-        return self._call("GET", f"/kms/keys/{key_id}", KeyInfo)
+        return self._call("GET", f"/kms/keys/{segment(key_id)}", KeyInfo)
 
     def owner_key(self, key_id: str) -> bytes:
         """An owner's own dataset key, wrapped to a fresh ephemeral key; memory only."""
@@ -172,7 +173,7 @@ class ControlPlaneClient:
         ephemeral = EphemeralKey()
         body = OwnerAccessRequest(public_jwk=ephemeral.public_jwk).model_dump()
         answer = self._call(
-            "POST", f"/kms/keys/{key_id}/owner-access", OwnerAccessResponse, body=body
+            "POST", f"/kms/keys/{segment(key_id)}/owner-access", OwnerAccessResponse, body=body
         )
         return ephemeral.unwrap(answer.jwe)
 

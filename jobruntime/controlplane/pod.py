@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from jobruntime.controlplane.transport import Transport
+from jobruntime.controlplane.transport import Transport, segment
 from jobruntime.errors import ControlPlaneError, JobRuntimeError, NotFoundError
 from jobruntime.spec import plain, rules
 from jobruntime.spec.codec import canonical, load_json
@@ -69,6 +69,9 @@ OUTPUT_REPORT = Record(
         "manifest_digest": Field(Text(rules.DIGEST)),
     }
 )
+
+
+POD_ANSWER_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -183,11 +186,14 @@ class PodClient:
     def heartbeat(self, run_id: str, session: str, jws: str) -> HeartbeatAck:
         # Short deadline: the sidecar keeps its own backlog rather than block here.
         body = {"session": session, "jws": jws}
-        a = self._call("POST", f"/runs/{run_id}/heartbeats", HEARTBEAT_ACK, body=body)
+        a = self._call("POST", f"/runs/{segment(run_id)}/heartbeats", HEARTBEAT_ACK, body=body)
         return HeartbeatAck(a["accepted"], a["run_id"], a["cancel"], a["reason"], a["order"])
 
     def _call(self, method: str, path: str, shape: Shape, **kw: Any) -> dict[str, Any]:
         what = f"{method} {path}"
+        # Answers to a pod are small (sessions, JWEs, acks): a sidecar with a 40 MB
+        # budget reads at most this much of one.
+        kw.setdefault("limit", POD_ANSWER_LIMIT)
         data = self._http.call(method, path, **kw)
         try:
             answer: dict[str, Any] = plain.check(shape, load_json(data, what), what)

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import jobruntime.attestation.errors  # noqa: F401 - registers the codes mapped below
 from jobruntime.errors import (
@@ -72,6 +72,12 @@ def _attestation_refusal(code: str) -> type[AttestationError]:
         if issubclass(cls, AttestationError) and cls.code == code:
             return cls
     return AttestationError
+
+
+def segment(value: str) -> str:
+    """One path parameter, percent-encoded whole (``/`` and ``..`` included): a run id or
+    key id can never name another route, however an intermediary normalises paths."""
+    return quote(value, safe="")
 
 
 class _Unsent(Exception):
@@ -203,6 +209,8 @@ class Transport:
                     chunks.append(chunk)
             except JobRuntimeError:
                 raise
+            except http.client.InvalidURL:  # ours to fix, not the network's: never retried
+                raise ConfigError(f"{what}: not a valid request target") from None
             except (OSError, http.client.HTTPException) as exc:  # ssl.SSLError included:
                 raise _Lost(exc) from None  # the handshake, and its checks, were in connect
             keep = not resp.will_close

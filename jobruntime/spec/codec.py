@@ -45,7 +45,18 @@ def check_limits(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Non
 
 def load_json(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Any:
     """Limits, then JSON that RFC 8785 carries faithfully: no duplicate keys, NaN or Infinity,
-    integers within +-2^53 (so what is checked is what is canonicalised and signed)."""
+    integers within +-2^53 (so what is checked is what is canonicalised and signed).
+
+    UTF-8 only (RFC 8259 for exchanged JSON): ``json.loads`` on bytes would also take
+    UTF-16 or UTF-32, whose bytes the depth check above cannot read, so a deep document
+    in UTF-16 would reach the parser's recursion limit instead of ``spec.too_deep``.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecSchemaError(f"{what} is not UTF-8 JSON (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise SpecSchemaError(f"{what} starts with a byte-order mark")
     check_limits(data, what, max_bytes)
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -62,7 +73,9 @@ def load_json(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Any:
         raise SpecSchemaError(f"{what} holds {text}, which is not JSON")
 
     try:
-        return json.loads(data, object_pairs_hook=pairs, parse_int=integer, parse_constant=constant)
+        return json.loads(text, object_pairs_hook=pairs, parse_int=integer, parse_constant=constant)
+    except RecursionError:  # not reachable past the depth check; never a crash regardless
+        raise SpecTooDeepError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecSchemaError(
             f"{what} is not JSON: {type(exc).__name__} at byte {_pos(exc)}"
