@@ -57,6 +57,13 @@ def parser() -> argparse.ArgumentParser:
         default=env("JOB_HEARTBEAT_TRANSPORT", "http"),
     )
     p.add_argument(
+        "--wait-for-stop",
+        action="store_true",
+        default=env("JOB_HEARTBEAT_WAIT_FOR_STOP") == "1",
+        help="after the final heartbeat, wait to be stopped instead of exiting (a native "
+        "sidecar on Kubernetes is restarted when it exits) [$JOB_HEARTBEAT_WAIT_FOR_STOP=1]",
+    )
+    p.add_argument(
         "--servicebus-env",
         default="JOB_SERVICEBUS_CONNECTION",
         help="the variable holding the Service Bus connection string (never a flag)",
@@ -145,7 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return HttpTransport(client(), bundle.run_id)
 
         sidecar = Sidecar(
-            SidecarSettings(args.bundle_dir, pinned.trust_root, args.interval),
+            SidecarSettings(
+                args.bundle_dir,
+                pinned.trust_root,
+                args.interval,
+                wait_for_stop=args.wait_for_stop,
+            ),
             session_for,
             transport_for,
             SparkProgress(args.spark_ui),

@@ -75,6 +75,12 @@ class SidecarSettings:
     interval: float = 10.0
     backlog: int = 360
     final_deadline: float = 120.0
+    # A native sidecar (Kubernetes) that exits while its pod runs is restarted: after the
+    # final heartbeat it waits to be stopped instead of exiting.
+    wait_for_stop: bool = False
+    # Stopped (the kubelet's SIGTERM once the driver has exited) with the driver's outcome
+    # not yet sent: this long to get the final heartbeat through before giving up.
+    stop_grace: float = 20.0
 
 
 class Sidecar:
@@ -116,6 +122,7 @@ class Sidecar:
         transport = self._transport_for(bundle)
         run_id, seq = bundle.run_id, 0
         final_since: float | None = None
+        stopped_at: float | None = None
         try:
             while True:
                 outcome, reason, outputs = self._outcome()
@@ -142,9 +149,17 @@ class Sidecar:
                     final_since = final_since or time.monotonic()
                     late = time.monotonic() - final_since > self.settings.final_deadline
                     if not self._backlog or late:
+                        if self.settings.wait_for_stop:
+                            self._stop.wait()
                         return 0
-                if self._stop.wait(self.settings.interval):
-                    return 0
+                if stopped_at is not None or self._stop.wait(self.settings.interval):
+                    # Stopped: the outcome still goes out, within a short grace.
+                    stopped_at = stopped_at or time.monotonic()
+                    pending = outcome is not None or self._outcome()[0] is not None
+                    if not pending or time.monotonic() - stopped_at > self.settings.stop_grace:
+                        return 0
+                    if outcome is not None:
+                        time.sleep(min(1.0, self.settings.interval))  # then try the backlog again
         finally:
             transport.close()
 

@@ -153,7 +153,7 @@ def test_json_in_utf16_cannot_slip_a_deep_document_past_the_depth_check() -> Non
     from jobruntime.spec.codec import load_json
 
     deep = '["\\"", ' + "[" * 200_000 + "]" * 200_000 + ', "x"]'
-    with pytest.raises(SpecSchemaError, match="not (UTF-8 )?JSON"):
+    with pytest.raises(SpecSchemaError, match=r"not (UTF-8 )?JSON"):
         load_json(deep.encode("utf-16-le"), "bundle", max_bytes=10**7)
     with pytest.raises(SpecSchemaError, match="byte-order mark"):
         load_json(b"\xef\xbb\xbf{}", "bundle")

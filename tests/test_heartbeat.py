@@ -255,6 +255,50 @@ def test_sidecar_reports_then_sends_the_final_outcome(runs: Runs, pod: Any) -> N
         assert c.status(run_id).outcome_reason == "driver-failed"
 
 
+def test_sigterm_after_the_driver_exits_still_sends_the_outcome(runs: Runs, pod: Any) -> None:
+    """Found by the pod runner: a kubelet SIGTERMs sidecars as soon as the driver exits,
+    usually before the next interval; the outcome must still reach the control plane."""
+    run_id, bundle, token = pod
+    proc = sidecar(runs.emu, bundle, token, 30.0)  # the next beat would be 30 s away
+    try:
+        deadline = time.monotonic() + 20
+        while not heartbeats(runs.emu, run_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (bundle / "driver-outcome.json").write_text(json.dumps({"outcome": "failed"}))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+    assert heartbeats(runs.emu, run_id)[-1]["final"] is True
+    with runs.emu.client("operator") as c:
+        status = c.status(run_id)
+    assert (status.state, status.outcome_reason) == (RunState.FAILED, "driver-failed")
+
+
+def test_as_a_native_sidecar_it_waits_to_be_stopped_after_the_final_word(
+    runs: Runs, pod: Any
+) -> None:
+    """A native sidecar that exits while its pod runs is restarted by the kubelet."""
+    run_id, bundle, token = pod
+    env = {**os.environ, "JOBRUNTIME_DEV": "1", "JOB_HEARTBEAT_WAIT_FOR_STOP": "1"}
+    argv = command(
+        bundle, runs.emu.url, token, runs.emu.state / "tee", 0.3, trust_root=runs.emu.trust_root
+    )
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL, env=env)
+    try:
+        (bundle / "driver-outcome.json").write_text(json.dumps({"outcome": "failed"}))
+        with runs.emu.client("operator") as c:
+            deadline = time.monotonic() + 20
+            while c.status(run_id).state is RunState.CLAIMED and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert c.status(run_id).state is RunState.FAILED
+        assert proc.poll() is None  # the final word is sent, and it is still there
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+
+
 def test_killing_the_sidecar_fails_the_run_within_timeout_plus_interval(
     runs: Runs, pod: Any
 ) -> None:

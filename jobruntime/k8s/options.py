@@ -50,13 +50,13 @@ class Resources:
     memory_limit: str
 
 
-VERIFIER_RESOURCES = Resources("100m", "128Mi", "256Mi")
-KEY_AGENT_RESOURCES = Resources("50m", "96Mi", "192Mi")
-HEARTBEAT_RESOURCES = Resources("20m", "64Mi", "128Mi")
-"""The init container's and sidecars' sizes. The heartbeat sidecar's request covers
-its measured 57.2 MB peak RSS (README, benchmarks/heartbeat_footprint.py); the
-verifier's and the key agent's are estimates until the pod-footprint benchmark of
-issue 12 measures them: each request is to be backed by a measurement."""
+VERIFIER_RESOURCES = Resources("100m", "64Mi", "128Mi")
+KEY_AGENT_RESOURCES = Resources("50m", "48Mi", "96Mi")
+HEARTBEAT_RESOURCES = Resources("20m", "48Mi", "96Mi")
+"""The init container's and sidecars' sizes, each request above its measured peak RSS
+with TLS to the control plane (benchmarks/pod_footprint.py, README "Measured"):
+verifier 49.6 MiB, key agent 38.7 MiB (8 concurrent readers; a thread per
+connection, so more readers raise it), heartbeat 37.7 MiB; limits twice the request."""
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,9 @@ def heartbeat(plan: PodPlan) -> Doc:
         f"{opts.heartbeat_interval:g}",
         "--transport",
         opts.heartbeat_transport,
+        # A native sidecar that exits while the pod runs is restarted: after the final
+        # heartbeat it waits for the kubelet's SIGTERM.
+        "--wait-for-stop",
     ]
     if opts.heartbeat_transport == "servicebus":
         c["env"] = [
