@@ -19,6 +19,7 @@ from types import FrameType
 
 from jobruntime.entrypoint import run_main
 from jobruntime.errors import ConfigError
+from jobruntime.keyagent.listener import prepare_socket_path
 from jobruntime.keyagent.secretfile import write_spark_secret
 from jobruntime.keyagent.server import KeyAgentServer
 from jobruntime.keyagent.source import KeySource, StaticKeySource
@@ -199,6 +200,9 @@ def serve(args: argparse.Namespace) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    # A socket it could not listen on is refused before attesting: a pod has one
+    # key-agent session, and a refusal after it would have used it up.
+    prepare_socket_path(args.socket, memory_fs=not args.insecure_disk_socket)
     source = make_source(args)
     if args.insecure_disk_socket:
         log.warning("--insecure-disk-socket: the socket directory may be on a disk")

@@ -23,10 +23,16 @@ BACKLOG = 64
 FileId = tuple[int, int]  # (st_dev, st_ino): which file we bound, to remove only that one
 
 
-def open_listener(path: Path, *, memory_fs: bool) -> tuple[socket.socket, FileId]:
+def prepare_socket_path(path: Path, *, memory_fs: bool) -> None:
+    """Refuse a socket path the agent could not listen on, before anything else is done:
+    the agent attests (one session per pod) only once it knows it can serve."""
     if len(os.fsencode(path)) > MAX_PATH:
         raise SocketPathError(f"socket path {path} is longer than {MAX_PATH} bytes")
     _prepare_dir(path.parent, memory_fs=memory_fs)
+
+
+def open_listener(path: Path, *, memory_fs: bool) -> tuple[socket.socket, FileId]:
+    prepare_socket_path(path, memory_fs=memory_fs)
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

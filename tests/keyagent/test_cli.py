@@ -160,3 +160,38 @@ def test_bundle_limits_what_is_served(
             proc.wait()
     assert proc.returncode == 0
     assert not sock.exists()
+
+
+def test_a_socket_it_cannot_listen_on_is_refused_before_it_attests(
+    runs: Runs, shm_dir: Path, tmp_path: Path
+) -> None:
+    """Found by the pod runner: a too-long socket path was refused only after the agent had
+    attested (and taken the Spark secret), using up the pod's one key-agent session."""
+    run_id = runs.keyed()
+    bundle = verify_run(runs.config(run_id)).parent
+    token = tmp_path / "token"
+    token.write_text(runs.emu.token("verifier"))
+    sock = shm_dir / ("x" * 120) / "agent.sock"
+    done = subprocess.run(
+        agent_cmd(
+            *("--socket", str(sock), "--bundle-dir", str(bundle)),
+            *("--control-plane-url", runs.emu.url, "--trust-root", str(runs.emu.trust_root)),
+            *("--token-file", str(token), "--tee", "emulated"),
+            *("--emulated-tee-dir", str(runs.emu.state / "tee")),
+        ),
+        cwd=ROOT,
+        env=DEV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 22, done.stderr
+    assert "keyagent: keyagent.socket_path: " in done.stderr
+    with runs.emu.client("operator") as c:
+        attested = [
+            e.details["purpose"]
+            for e in c.audit().entries
+            if e.run_id == run_id and e.event == "run.attested"
+        ]
+    assert attested == ["verifier"]  # the verifier's own; no key-agent session was opened
