@@ -41,6 +41,12 @@ class ConfigError(JobRuntimeError):
     exit_code = 2
 
 
+class ConfirmationRequiredError(ConfigError):
+    """A command that signs asked for a confirmation nobody could give (no terminal)."""
+
+    code = "confirmation.required"
+
+
 class KeyFileError(ConfigError):
     """A key file is missing, unreadable or of an unsupported type."""
 

@@ -18,8 +18,13 @@ from typing import Any
 import pytest
 import requests
 
+from jobruntime.controlplane.api import OwnerKeyEnrolment
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.emulator.state import TOKENS, init_state
+from jobruntime.signing import envelope
+from jobruntime.signing.keys import SigningKey
+from jobruntime.spec.codec import canonical
+from jobruntime.spec.models import utcnow
 from tests.conftest import Runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +116,21 @@ def _secret_body(_: Runs, __: str) -> Any:
     return {"session": "not-a-session"}
 
 
+def _enrol_body(_: Runs, __: str) -> Any:
+    """An enrolment signed by the new key alone: refused for that, not for the caller."""
+    new = SigningKey.generate("ed25519")
+    statement = OwnerKeyEnrolment(org="org-a", public_key_pem=new.public_pem, at=utcnow())
+    return {
+        "envelope": envelope.to_json(
+            envelope.sign(canonical(statement), envelope.ENROLMENT_TYPE, [new])
+        )
+    }
+
+
+def _policy_body(_: Runs, __: str) -> Any:
+    return {"release_policy": {"measurements": ["00" * 48]}}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -133,6 +153,7 @@ class Endpoint:
 ENDPOINTS = (
     Endpoint("GET", "/v1/health", frozenset(ROLES)),
     Endpoint("POST", "/v1/runs", frozenset({"submitter"}), _submit_body, 201),
+    Endpoint("GET", "/v1/runs", frozenset({"submitter", "owner", "operator"})),
     Endpoint("GET", "/v1/runs/{run_id}", frozenset(ROLES)),
     Endpoint("GET", "/v1/runs/{run_id}/spec", frozenset(ROLES)),
     Endpoint("POST", "/v1/runs/{run_id}/approvals", frozenset({"owner"}), _approval_body),
@@ -149,6 +170,11 @@ ENDPOINTS = (
         "POST", "/v1/runs/{run_id}/cancel", frozenset({"submitter", "operator"}), _cancel_body
     ),
     Endpoint("GET", "/v1/audit", frozenset({"operator"})),
+    Endpoint("GET", "/v1/audit/mine", frozenset({"owner"})),
+    Endpoint("POST", "/v1/trust-root/owner-keys", frozenset({"owner"}), _enrol_body, 403),
+    Endpoint("GET", "/v1/kms/keys", frozenset({"owner", "operator"})),
+    # The key named (org-a/none) does not exist: refused for that, not for the caller.
+    Endpoint("PUT", "/v1/kms/keys/{key_id}/policy", frozenset({"owner"}), _policy_body, 404),
     # A made-up heartbeat session is refused for what it is, not for the caller.
     Endpoint("POST", "/v1/runs/{run_id}/heartbeats", frozenset({"verifier"}), _heartbeat_body, 403),
     Endpoint("POST", "/v1/kms/keys", frozenset({"owner"}), _key_body, 201),
@@ -327,9 +353,7 @@ def test_unauthenticated_refusals_are_summarised(tmp_path: Path, monkeypatch: An
         while not summary and time.monotonic() < deadline:
             with emu.client("operator") as c:
                 summary = [
-                    e.details
-                    for e in c.audit().entries
-                    if e.event == "auth.denied_unauthenticated"
+                    e.details for e in c.audit().entries if e.event == "auth.denied_unauthenticated"
                 ]
             time.sleep(0.2)
     counts: dict[str, int] = {}

@@ -38,6 +38,15 @@ def register(sub: Any) -> None:
     add_connection(v, "operator")
     v.set_defaults(handler=verify)
 
+    m = aus.add_parser(
+        "mine",
+        help="the entries about your org's keys, datasets and runs (an owner's view)",
+    )
+    m.add_argument("--owner", required=True, help="your owner org (uses the token owner:ORG)")
+    m.add_argument("--json", action="store_true", help="print the entries as JSON")
+    add_connection(m, "")
+    m.set_defaults(handler=mine)
+
     e = aus.add_parser("export", help="print the whole log as JSON")
     add_connection(e, "operator")
     e.set_defaults(handler=export)
@@ -78,4 +87,23 @@ def verify(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     print(_fetch(args).model_dump_json(indent=2))
+    return 0
+
+
+def mine(args: argparse.Namespace) -> int:
+    if not args.principal:
+        args.principal = f"owner:{args.owner}"
+    with client_from(args) as client:
+        entries = client.owner_audit()
+    if args.json:
+        print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return 0
+    for e in entries:
+        details = json.dumps(e.details, sort_keys=True)
+        print(
+            f"{e.seq:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {e.event:<28} {e.run_id or '-'}  "
+            f"{e.actor}  {details}"
+        )
+    if not entries:
+        print(f"no audit entries about {args.owner}")
     return 0

@@ -41,7 +41,11 @@ def register(sub: Any) -> None:
     d = ds.add_parser("decrypt", help="decrypt the latest version into a file only you read")
     d.add_argument("uri", type=canonical_uri, help="dataset URI: a path, file:// or az://")
     d.add_argument("--to", type=Path, required=True, help="a .parquet or .csv file")
-    d.add_argument("--key", required=True, help="the dataset master key id (ORG/NAME)")
+    d.add_argument(
+        "--key",
+        help="the dataset master key id (ORG/NAME); default: the one the manifest names "
+        "(the key then authenticates the manifest)",
+    )
     add_connection(d, "")
     d.set_defaults(handler=decrypt)
 
@@ -95,6 +99,9 @@ def encrypt(args: argparse.Namespace) -> int:
 
 
 def decrypt(args: argparse.Namespace) -> int:
+    if not args.key:
+        # Read unauthenticated only to pick the key; decrypting checks the manifest with it.
+        args.key = owner.describe(open_storage(args.uri), args.uri).key_id
     with _owner(args) as client, _progress(f"decrypting {args.uri}") as progress:
         registry = ControlPlaneRegistry(client, args.uri, args.key)
         manifest = owner.decrypt(

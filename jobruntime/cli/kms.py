@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from jobruntime.cli.common import add_connection, client_from, print_json
 from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy
-from jobruntime.spec.codec import validate_model
+from jobruntime.errors import ConfigError
+from jobruntime.spec.codec import parse_model, validate_model
 
 
 def register(sub: Any) -> None:
@@ -19,8 +21,14 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--measurement",
         action="append",
-        required=True,
-        help="allowed launch measurement, hex SHA-384 (repeat)",
+        default=[],
+        help="allowed launch measurement, hex SHA-384 (repeat); or --emulated",
+    )
+    c.add_argument(
+        "--emulated",
+        action="store_true",
+        help="local work: allow the emulated TEE and its measurement "
+        "(`jobruntime kms emulated-measurement`)",
     )
     c.add_argument(
         "--min-tcb",
@@ -57,6 +65,26 @@ def register(sub: Any) -> None:
     add_connection(c, "")
     c.set_defaults(handler=create_key)
 
+    ls = ks.add_parser("list", help="your org's keys and their release policies")
+    ls.add_argument("--owner", help="list as this owner org (token owner:ORG); default operator")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    add_connection(ls, "")
+    ls.set_defaults(handler=list_keys)
+
+    sp = ks.add_parser(
+        "set-policy",
+        help="replace a key's release policy (owner only, audited; future releases only)",
+    )
+    sp.add_argument("key_id", help="ORG/NAME")
+    sp.add_argument("--policy", type=Path, required=True, help="a release policy JSON file")
+    add_connection(sp, "")
+    sp.set_defaults(handler=set_policy)
+
+    em = ks.add_parser(
+        "emulated-measurement", help="print the emulated TEE's launch measurement (hex)"
+    )
+    em.set_defaults(handler=emulated_measurement)
+
     s = ks.add_parser("show", help="a key's owner and release policy (never its material)")
     s.add_argument("key_id")
     add_connection(s, "operator")
@@ -67,6 +95,17 @@ def create_key(args: argparse.Namespace) -> int:
     if not args.principal:
         args.principal = f"owner:{args.key_id.split('/', 1)[0]}"
     kinds = [EvidenceKind.SEV_SNP, EvidenceKind.AZURE_VTPM]
+    if args.emulated:
+        from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
+
+        args.allow_emulated = True
+        if EMULATED_MEASUREMENT.hex() not in args.measurement:
+            args.measurement.append(EMULATED_MEASUREMENT.hex())
+    if not args.measurement:
+        raise ConfigError(
+            "name at least one --measurement, or --emulated for the emulated TEE's "
+            "(`jobruntime kms emulated-measurement` prints it)"
+        )
     if args.allow_emulated:
         kinds.append(EvidenceKind.EMULATED)
     floor = dict(part.partition("=")[::2] for part in args.min_tcb)
@@ -103,4 +142,47 @@ def create_key(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         print_json(client.key_info(args.key_id).model_dump(mode="json"))
+    return 0
+
+
+def list_keys(args: argparse.Namespace) -> int:
+    if not args.principal:
+        args.principal = f"owner:{args.owner}" if args.owner else "operator"
+    with client_from(args) as client:
+        keys = client.list_keys().keys
+    if args.json:
+        print_json([k.model_dump(mode="json") for k in keys])
+        return 0
+    for k in keys:
+        p = k.release_policy
+        print(
+            f"{k.key_id}  owner {k.owner}  evidence {','.join(e.value for e in p.evidence_kinds)}"
+            f"  isolation {','.join(p.isolation)}  {len(p.measurements)} measurement(s)"
+        )
+    if not keys:
+        print("no keys")
+    return 0
+
+
+def set_policy(args: argparse.Namespace) -> int:
+    if not args.principal:
+        args.principal = f"owner:{args.key_id.split('/', 1)[0]}"
+    try:
+        raw = args.policy.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.policy}: {exc.strerror}") from None
+    policy = parse_model(ReleasePolicy, raw, "release policy")
+    with client_from(args) as client:
+        info = client.set_policy(args.key_id, policy)
+    print(
+        f"{info.key_id}: release policy replaced; future releases only (a key already "
+        f"released to a running run stays with it until the run ends: cancel it to stop it)"
+    )
+    return 0
+
+
+def emulated_measurement(_: argparse.Namespace) -> int:
+    from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
+
+    print(EMULATED_MEASUREMENT.hex())
     return 0

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from jobruntime.cli.common import add_connection, client_from, print_json
-from jobruntime.errors import ConfigError
-from jobruntime.signing.approvals import sign_approval
+from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.errors import ConfigError, ConfirmationRequiredError
+from jobruntime.signing.approvals import sign_approval, tally
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.spec.codec import parse_model
 from jobruntime.spec.models import JobRunRequest, utcnow
-from jobruntime.verification.signed import verify_response
+from jobruntime.verification.signed import VerifiedSpec, verify_response
 
 
 def register(sub: Any) -> None:
@@ -36,6 +39,31 @@ def register(sub: Any) -> None:
     add_connection(c, "operator")
     c.set_defaults(handler=cancel)
 
+    ls = rs.add_parser(
+        "list",
+        help="the runs you may see: a submitter's own, an owner's org's, an operator's all",
+    )
+    ls.add_argument("--owner", help="list as this owner org (token owner:ORG)")
+    ls.add_argument("--limit", type=int, help="at most this many runs")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_connection(ls, "")
+    ls.set_defaults(handler=list_runs)
+
+    sh = rs.add_parser(
+        "show",
+        help="the run's spec, verified against the trust root, as its owners review it",
+    )
+    sh.add_argument("run_id", help="the run id (run-...)")
+    sh.add_argument("--owner", help="read as this owner org (token owner:ORG)")
+    sh.add_argument(
+        "--trust-root",
+        type=Path,
+        help="checks the control plane's signature (default: the emulator state's)",
+    )
+    sh.add_argument("--json", action="store_true", help="print the verified review as JSON")
+    add_connection(sh, "")
+    sh.set_defaults(handler=show)
+
     sp = rs.add_parser("spec", help="fetch the signed spec and approvals")
     sp.add_argument("run_id")
     add_connection(sp, "submitter")
@@ -45,6 +73,13 @@ def register(sub: Any) -> None:
     a.add_argument("run_id")
     a.add_argument("--key", type=Path, required=True, help="the owner's approval key")
     a.add_argument("--owner", required=True, help="the owner org approving")
+    a.add_argument(
+        "--yes",
+        action="store_true",
+        help="sign without asking (scripts); without it, asks y/N on a terminal and "
+        "refuses when there is none",
+    )
+    a.add_argument("--json", action="store_true", help="print the review and result as JSON")
     a.add_argument(
         "--trust-root",
         type=Path,
@@ -82,31 +117,160 @@ def spec(args: argparse.Namespace) -> int:
     return 0
 
 
-def approve(args: argparse.Namespace) -> int:
-    """Show the owner what they approve, then sign exactly that digest."""
+def _principal(args: argparse.Namespace, default: str) -> None:
     if not args.principal:
-        args.principal = f"owner:{args.owner}"
-    key = SigningKey.load(args.key)
-    trust_root = args.trust_root or (
+        owner = getattr(args, "owner", None)
+        args.principal = f"owner:{owner}" if owner else default
+
+
+def _trust_root(args: argparse.Namespace) -> TrustRoot:
+    path = args.trust_root or (
         Path(args.emulator_state) / "trust-root.json" if args.emulator_state else None
     )
-    if trust_root is None:
-        raise ConfigError("approve needs --trust-root (or --emulator-state)")
+    if path is None:
+        raise ConfigError("need --trust-root (or --emulator-state) to check the signature")
+    return TrustRoot.load(path)
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    _principal(args, "submitter")
     with client_from(args) as client:
-        # Verify, then read: only a spec the control plane signed is shown and signed.
-        verified = verify_response(
-            client.signed_run_bytes(args.run_id),
-            TrustRoot.load(trust_root),
-            now=utcnow(),
-            run_id=args.run_id,
-            review=True,
+        found = client.all_runs(args.limit)
+    if args.json:
+        print_json([r.model_dump(mode="json") for r in found])
+        return 0
+    if not found:
+        print("no runs")
+        return 0
+    for r in found:
+        print(
+            f"{r.run_id}  {r.state.value:<16} {r.job_id:<20} "
+            f"owners {','.join(r.required_owners)}  {r.created_at:%Y-%m-%d %H:%M:%S}"
         )
+    return 0
+
+
+def _fetch_verified(client: ControlPlaneClient, run_id: str, root: TrustRoot) -> VerifiedSpec:
+    """Verify, then read: only a spec the control plane signed is shown or signed."""
+    return verify_response(
+        client.signed_run_bytes(run_id), root, now=utcnow(), run_id=run_id, review=True
+    )
+
+
+def review(verified: VerifiedSpec, root: TrustRoot) -> dict[str, Any]:
+    """What an owner reviews before approving: every field that decides what runs on what."""
+    spec = verified.spec
+    counted = tally(verified.approvals, spec, verified.digest, root, utcnow())
+    return {
+        "run_id": spec.run_id,
+        "spec_digest": verified.digest,
+        "job_id": spec.job_id,
+        "workspace": spec.workspace,
+        "module": {
+            "import_name": spec.module.import_name,
+            "entry": spec.module.entry,
+            "sha256": spec.module.sha256,
+        },
+        "image_digest": spec.image_digest,
+        "isolation": spec.workload.isolation,
+        "host_data": dict(spec.workload.host_data),
+        "parameters": spec.parameters,
+        "inputs": [d.model_dump(mode="json") for d in spec.inputs],
+        "outputs": [d.model_dump(mode="json") for d in spec.outputs],
+        "validity": spec.validity.model_dump(mode="json"),
+        "approvals": {
+            o: {"keys": len(t.keyids), "needed": t.needed, "met": t.met}
+            for o, t in counted.owners.items()
+        },
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    def datasets(items: list[dict[str, Any]]) -> list[str]:
+        return [
+            f"    {d['name']}: {d['uri']}  owner {d['owner']}  key {d['key_id']}" for d in items
+        ] or ["    none"]
+
+    host = r["host_data"]
+    lines = [
+        f"run          {r['run_id']}",
+        f"spec digest  {r['spec_digest']}  (control-plane signature verified)",
+        f"job          {r['job_id']}  (workspace {r['workspace']})",
+        f"module       {r['module']['import_name']}:{r['module']['entry']}"
+        f"  sha256:{r['module']['sha256']}",
+        f"image        {r['image_digest']}",
+        f"isolation    {r['isolation']}"
+        + (
+            "  (node isolation: trusts whoever controls the cluster)"
+            if r["isolation"] == "node"
+            else ""
+        ),
+    ]
+    for role in ("driver", "executor"):
+        lines.append(f"HOST_DATA    {role}: {host.get(role, '-')}")
+    lines.append("parameters")
+    params = r["parameters"]
+    lines += [f"    {k} = {json.dumps(v)}" for k, v in sorted(params.items())] or ["    none"]
+    lines += ["inputs", *datasets(r["inputs"]), "outputs", *datasets(r["outputs"])]
+    lines.append(f"valid        {r['validity']['not_before']} .. {r['validity']['expires']}")
+    lines.append("approvals")
+    lines += [
+        f"    {o}: {a['keys']} of {a['needed']} keys{' (met)' if a['met'] else ''}"
+        for o, a in sorted(r["approvals"].items())
+    ]
+    return "\n".join(lines)
+
+
+def show(args: argparse.Namespace) -> int:
+    _principal(args, "submitter")
+    root = _trust_root(args)
+    with client_from(args) as client:
+        verified = _fetch_verified(client, args.run_id, root)
+    summary = review(verified, root)
+    if args.json:
+        print_json(summary)
+    else:
+        print(render(summary))
+    return 0
+
+
+def _confirm(args: argparse.Namespace, digest: str) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationRequiredError(
+            "approve asks for confirmation and there is no terminal: review with "
+            "`jobruntime runs show`, then pass --yes; nothing was signed"
+        )
+    answer = input(f"Sign spec {digest} as {args.owner}? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise ConfirmationRequiredError("not confirmed: nothing was signed")
+
+
+def approve(args: argparse.Namespace) -> int:
+    """Show the owner what they approve, ask, then sign exactly that digest."""
+    _principal(args, "")
+    key = SigningKey.load(args.key)
+    root = _trust_root(args)
+    with client_from(args) as client:
+        verified = _fetch_verified(client, args.run_id, root)
+        summary = review(verified, root)
+        if not args.json:
+            print(render(summary), flush=True)
+        _confirm(args, verified.digest)
         approval = sign_approval(verified.spec, verified.digest, args.owner, key, utcnow())
         resp = client.approve(args.run_id, approval)
-    spec_ = verified.spec
-    inputs = ", ".join(f"{d.name} ({d.owner})" for d in spec_.inputs) or "none"
+    if args.json:
+        print_json(
+            {
+                "review": summary,
+                "signed": {"spec_digest": verified.digest, "owner": args.owner, "keyid": key.keyid},
+                "state": resp.state.value,
+            }
+        )
+        return 0
     print(
-        f"{args.owner} approved {resp.run_id} ({verified.digest}) job {spec_.job_id},"
-        f" inputs: {inputs}, isolation: {spec_.workload.isolation}; run is {resp.state.value}"
+        f"{args.owner} signed {verified.digest} with key {key.keyid} for {resp.run_id};"
+        f" run is {resp.state.value}"
     )
     return 0

@@ -160,6 +160,62 @@ class AuditLog(_Wire):
     )
 
 
+class OwnerAuditLog(_Wire):
+    """The entries that concern the calling owner's organisation, filtered by the service.
+
+    A filtered view cannot be checked against the whole log's checkpoint; each entry
+    still carries its own hash and signature (``verify_entry``).
+    """
+
+    org: str
+    entries: list[AuditEntry]
+    next: int | None = Field(
+        default=None, description="more entries may follow: ask again with after=next"
+    )
+
+
+class RunSummary(_Wire):
+    run_id: RunId
+    job_id: str
+    state: RunState
+    spec_digest: str
+    submitter: str
+    required_owners: list[str]
+    created_at: datetime
+
+
+class RunList(_Wire):
+    runs: list[RunSummary]
+    next: str | None = Field(
+        default=None, description="more runs follow: ask again with after=next"
+    )
+
+
+class OwnerKeyEnrolment(_Wire):
+    """The signed statement: this org adds this approval key (the payload of the envelope)."""
+
+    org: Annotated[str, Field(min_length=1, max_length=64)]
+    public_key_pem: Annotated[str, Field(max_length=8192)]
+    days: Annotated[int, Field(ge=1, le=3650)] = 365
+    at: datetime
+
+
+class EnrolOwnerKey(_Wire):
+    """A DSSE envelope of an ``OwnerKeyEnrolment``, signed by the org's current approval
+    keys (its threshold) and by the new key itself (proof of possession)."""
+
+    envelope: dict[str, Any]
+
+
+class EnrolledKey(_Wire):
+    owner: str
+    keyid: Sha256Hex
+    threshold: int
+    keyids: list[str]
+    not_after: datetime
+    trust_root_digest: str
+
+
 class Health(_Wire):
     status: str
     principal: str
@@ -220,6 +276,14 @@ class KeyInfo(_Wire):
     owner: str
     release_policy: ReleasePolicy
     created_at: datetime
+
+
+class KeyList(_Wire):
+    keys: list[KeyInfo]
+
+
+class SetPolicyRequest(_Wire):
+    release_policy: ReleasePolicy
 
 
 class ChallengeRequest(_Wire):

@@ -20,6 +20,7 @@ from jobruntime.controlplane.api import (
     ApprovalResponse,
     AttestRequest,
     AttestResponse,
+    AuditEntry,
     AuditLog,
     CancelRequest,
     Challenge,
@@ -29,16 +30,23 @@ from jobruntime.controlplane.api import (
     CreateKeyRequest,
     DatasetRef,
     DatasetVersion,
+    EnrolledKey,
+    EnrolOwnerKey,
     Health,
     HeartbeatAck,
     KeyInfo,
+    KeyList,
     OwnerAccessRequest,
     OwnerAccessResponse,
+    OwnerAuditLog,
     PublishVersion,
     ReleasePolicy,
     ReleaseRequest,
     ReleaseResponse,
+    RunList,
     RunStatus,
+    RunSummary,
+    SetPolicyRequest,
     SignedHeartbeat,
     SignedRun,
     SparkSecretRequest,
@@ -103,6 +111,23 @@ class ControlPlaneClient:
     def status(self, run_id: str) -> RunStatus:
         return self._call("GET", f"/runs/{segment(run_id)}", RunStatus)
 
+    def list_runs(self, after: str | None = None, limit: int = 50) -> RunList:
+        """One page of the runs this caller may see; ``next`` is the following page's cursor."""
+        query = f"?limit={int(limit)}" + (f"&after={segment(after)}" if after else "")
+        return self._call("GET", f"/runs{query}", RunList)
+
+    def all_runs(self, limit: int | None = None) -> list[RunSummary]:
+        """Every run this caller may see (or the first ``limit``), page by page."""
+        found: list[RunSummary] = []
+        after: str | None = None
+        while limit is None or len(found) < limit:
+            page = self.list_runs(after, 200 if limit is None else min(200, limit - len(found)))
+            found += page.runs
+            after = page.next
+            if after is None:
+                break
+        return found
+
     def signed_run_bytes(self, run_id: str) -> bytes:
         """The raw body, so the caller can apply its limits before parsing."""
         return self._raw("GET", f"/runs/{segment(run_id)}/spec", limit=4 * MAX_SPEC_BYTES)
@@ -157,11 +182,36 @@ class ControlPlaneClient:
             entries = entries[:count]
         return AuditLog(entries=entries, checkpoint=first.checkpoint)
 
+    def owner_audit(self) -> list[AuditEntry]:
+        """Every entry about the calling owner's organisation, page by page."""
+        entries: list[AuditEntry] = []
+        after = 0
+        while True:
+            page = self._call("GET", f"/audit/mine?after={after}", OwnerAuditLog)
+            entries += page.entries
+            if page.next is None:
+                return entries
+            after = page.next
+
+    def enrol_owner_key(self, signed: dict[str, Any]) -> EnrolledKey:
+        """``signed``: the enrolment's envelope (see ``jobruntime keys enrol``)."""
+        body = EnrolOwnerKey(envelope=signed).model_dump()
+        return self._call(
+            "POST", "/trust-root/owner-keys", EnrolledKey, body=body, idempotent=False
+        )
+
     # --- the KMS -----------------------------------------------------------------
 
     def create_key(self, key_id: str, policy: ReleasePolicy) -> KeyInfo:
         body = CreateKeyRequest(key_id=key_id, release_policy=policy).model_dump(mode="json")
         return self._call("POST", "/kms/keys", KeyInfo, body=body, idempotent=False)
+
+    def list_keys(self) -> KeyList:
+        return self._call("GET", "/kms/keys", KeyList)
+
+    def set_policy(self, key_id: str, policy: ReleasePolicy) -> KeyInfo:
+        body = SetPolicyRequest(release_policy=policy).model_dump(mode="json")
+        return self._call("PUT", f"/kms/keys/{segment(key_id)}/policy", KeyInfo, body=body)
 
     def key_info(self, key_id: str) -> KeyInfo:
         return self._call("GET", f"/kms/keys/{segment(key_id)}", KeyInfo)

@@ -37,16 +37,22 @@ from jobruntime.controlplane.api import (
     CreateKeyRequest,
     DatasetRef,
     DatasetVersion,
+    EnrolledKey,
+    EnrolOwnerKey,
     Health,
     HeartbeatAck,
     KeyInfo,
+    KeyList,
     OwnerAccessRequest,
     OwnerAccessResponse,
+    OwnerAuditLog,
     PublishVersion,
     ReleaseRequest,
     ReleaseResponse,
     Role,
+    RunList,
     RunStatus,
+    SetPolicyRequest,
     SignedHeartbeat,
     SignedRun,
     SparkSecretRequest,
@@ -54,7 +60,7 @@ from jobruntime.controlplane.api import (
     SubmitResponse,
     VerifierRefusal,
 )
-from jobruntime.controlplane.service import datasets, heartbeats, kms, runs, servicebus
+from jobruntime.controlplane.service import datasets, heartbeats, kms, owners, runs, servicebus
 from jobruntime.controlplane.service.core import ControlPlane
 from jobruntime.controlplane.service.errors import ServiceError, StateConflictError
 from jobruntime.controlplane.service.principals import Principal
@@ -142,6 +148,7 @@ def _routes(app: FastAPI, cp: ControlPlane, allow: Auth) -> None:
     operator = allow(Role.OPERATOR)
     renderer = allow(Role.SUBMITTER, Role.OPERATOR)
     owner_or_operator = allow(Role.OWNER, Role.OPERATOR)
+    reader_no_pod = allow(Role.SUBMITTER, Role.OWNER, Role.OPERATOR)
     dataset_caller = allow(Role.OWNER, Role.OPERATOR, Role.VERIFIER)
     v1 = API_PREFIX
 
@@ -153,6 +160,17 @@ def _routes(app: FastAPI, cp: ControlPlane, allow: Auth) -> None:
     def submit(req: JobRunRequest, who: Principal = submitter) -> SubmitResponse:
         """Turn a request into a spec, sign it, and wait for the owners' approvals."""
         return runs.submit(cp, req, who)
+
+    @app.get(f"{v1}/runs", tags=["runs"])
+    def list_runs(
+        after: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=owners.RUNS_PAGE)] = 50,
+        who: Principal = reader_no_pod,
+    ) -> RunList:
+        """The runs the caller may see, oldest first: a submitter's own, the runs naming an
+        owner's organisation, every run for operators; ``next`` is the following page's
+        ``after``."""
+        return owners.list_runs(cp, after, limit, who)
 
     @app.get(f"{v1}/runs/{{run_id}}", tags=["runs"])
     def status(run_id: str, who: Principal = reader) -> RunStatus:
@@ -212,6 +230,33 @@ def _routes(app: FastAPI, cp: ControlPlane, allow: Auth) -> None:
         """A page of the log (entries after ``after``) and a checkpoint of the whole log,
         signed now: {count, head, time}; ``next`` is where the following page starts."""
         return runs.audit_log(cp, after, limit)
+
+    @app.get(f"{v1}/audit/mine", tags=["audit"])
+    def owner_audit(
+        after: Annotated[int, Query(ge=0, le=2**53)] = 0,
+        limit: Annotated[int, Query(ge=1, le=runs.AUDIT_PAGE)] = runs.AUDIT_PAGE,
+        who: Principal = owner,
+    ) -> OwnerAuditLog:
+        """The entries about the caller's organisation only (its keys, datasets, approvals
+        and the runs naming it), filtered here; each entry keeps its own signature."""
+        return owners.owner_audit(cp, after, limit, who)
+
+    @app.post(f"{v1}/trust-root/owner-keys", status_code=201, tags=["trust-root"])
+    def enrol_owner_key(req: EnrolOwnerKey, who: Principal = owner) -> EnrolledKey:
+        """Add an approval key to the caller's own owner role of the trust root (audited;
+        the role's threshold is kept; a key already trusted anywhere is refused)."""
+        return owners.enrol_key(cp, req, who)
+
+    @app.get(f"{v1}/kms/keys", tags=["kms"])
+    def list_keys(who: Principal = owner_or_operator) -> KeyList:
+        """An owner's keys (an operator's: all), with their release policies; never material."""
+        return kms.list_keys(cp, who)
+
+    @app.put(f"{v1}/kms/keys/{{key_id:path}}/policy", tags=["kms"])
+    def set_policy(key_id: str, req: SetPolicyRequest, who: Principal = owner) -> KeyInfo:
+        """Replace the release policy of one of the caller's keys (audited). Future releases
+        only: a key already released to a running run is not taken back."""
+        return kms.set_policy(cp, key_id, req, who)
 
     @app.post(f"{v1}/kms/keys", status_code=201, tags=["kms"])
     def create_key(req: CreateKeyRequest, who: Principal = owner) -> KeyInfo:

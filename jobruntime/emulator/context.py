@@ -63,6 +63,7 @@ def load_control_plane(state_dir: Path) -> ControlPlane:
         repo=Repository(state_dir / DATABASE, key),
         tokens=principals(load_tokens(state_dir)),
         trust=AttestationTrust(chains, allow_emulated, attest_policies(state_dir), ttl),
+        trust_root_path=state_dir / TRUST_ROOT,
     )
 
 

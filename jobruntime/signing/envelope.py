@@ -35,6 +35,7 @@ APPROVAL_TYPE = "application/vnd.jobruntime.approval+json"
 CLAIM_TYPE = "application/vnd.jobruntime.claim+json"
 ORDER_TYPE = "application/vnd.jobruntime.order+json"
 CHECKPOINT_TYPE = "application/vnd.jobruntime.audit-checkpoint+json"
+ENROLMENT_TYPE = "application/vnd.jobruntime.owner-key-enrolment+json"
 
 # Which failure explains a shortfall best: a forged signature beats a key problem,
 # which beats a key nobody trusts.
@@ -158,6 +159,7 @@ __all__ = [
     "APPROVAL_TYPE",
     "CHECKPOINT_TYPE",
     "CLAIM_TYPE",
+    "ENROLMENT_TYPE",
     "ORDER_TYPE",
     "SPEC_TYPE",
     "Envelope",

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from jobruntime.attestation.certs import ProductChain
@@ -74,6 +75,9 @@ class ControlPlane:
     tokens: dict[str, Principal]
     trust: AttestationTrust
     denials: DenialCounter = field(default_factory=DenialCounter)
+    # Where the trust root lives when owners may enrol keys into it (the emulator's
+    # state); None: pinned, read-only.
+    trust_root_path: Path | None = None
 
     def audit(
         self, at: datetime, event: str, run_id: str | None, actor: str, details: dict[str, Any]
@@ -120,8 +124,17 @@ class ControlPlane:
             run = tx.run(run_id)
         if run is None:
             raise ServiceError(404, "run.not_found", f"no run {run_id}")
-        if who.role is Role.SUBMITTER and run.submitter != who.name:
+        if who.role is Role.SUBMITTER and not self.may_see(run, who):
             raise ServiceError(403, "auth.forbidden", f"{who.name} did not submit {run_id}")
-        if who.role is Role.OWNER and who.org not in run.owners:
+        if who.role is Role.OWNER and not self.may_see(run, who):
             raise ServiceError(403, "auth.forbidden", f"{who.name} is not an owner of {run_id}")
         return run
+
+    @staticmethod
+    def may_see(run: RunRecord, who: Principal) -> bool:
+        """Submitters see their own runs, owners the runs naming their org, others all."""
+        if who.role is Role.SUBMITTER:
+            return run.submitter == who.name
+        if who.role is Role.OWNER:
+            return who.org is not None and who.org in run.owners
+        return True

@@ -35,6 +35,7 @@ from jobruntime.controlplane.api import (
     CreateKeyRequest,
     EvidenceKind,
     KeyInfo,
+    KeyList,
     OwnerAccessRequest,
     OwnerAccessResponse,
     ReleasePolicy,
@@ -42,6 +43,7 @@ from jobruntime.controlplane.api import (
     ReleaseResponse,
     Role,
     RunState,
+    SetPolicyRequest,
     SparkSecretRequest,
     SparkSecretResponse,
 )
@@ -100,6 +102,43 @@ def create_key(cp: ControlPlane, req: CreateKeyRequest, who: Principal) -> KeyIn
 def get_key(cp: ControlPlane, key_id: str, who: Principal) -> KeyInfo:
     """A key's owner and release policy; never its material."""
     return _info(_owned_key(cp, key_id, who))
+
+
+def list_keys(cp: ControlPlane, who: Principal) -> KeyList:
+    """An owner's own keys (an operator's: every key); never their material."""
+    with cp.repo.read() as tx:
+        keys = tx.keys_of(who.org if who.role is Role.OWNER else None)
+    return KeyList(keys=[_info(k) for k in keys])
+
+
+def set_policy(cp: ControlPlane, key_id: str, req: SetPolicyRequest, who: Principal) -> KeyInfo:
+    """Replace a key's release policy: its owner only, audited.
+
+    Decides future releases only: a key already released to a running run's attested key
+    agent stays in that pod's memory until the run ends (cancel the run to stop it).
+    """
+    _owned_key(cp, key_id, who)
+    if who.role is not Role.OWNER:
+        raise ServiceError(403, "auth.forbidden", f"only the owner changes {key_id}'s policy")
+    now = utcnow()
+    policy = req.release_policy.model_dump_json()
+    with cp.repo.tx() as tx:
+        key = tx.key(key_id)
+        assert key is not None
+        tx.set_key_policy(key_id, policy)
+        tx.audit(
+            now,
+            "kms.policy_changed",
+            None,
+            who.name,
+            {
+                "key_id": key_id,
+                "evidence_kinds": [k.value for k in req.release_policy.evidence_kinds],
+                "isolation": list(req.release_policy.isolation),
+                "measurements": len(req.release_policy.measurements),
+            },
+        )
+    return _info(KeyRecord(key.key_id, key.owner, key.material, policy, key.created_at))
 
 
 def owner_access(

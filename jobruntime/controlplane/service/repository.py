@@ -241,6 +241,22 @@ class Tx:
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return RunRecord.of(row) if row else None
 
+    def runs_page(self, after: str | None, limit: int) -> list[RunRecord]:
+        """Up to ``limit`` runs in creation order, after the run ``after`` (a cursor)."""
+        if after is None:
+            rows = self._db.execute(
+                "SELECT * FROM runs ORDER BY created_at, run_id LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT r.* FROM runs r, runs c WHERE c.run_id = ?"
+                " AND (r.created_at > c.created_at"
+                " OR (r.created_at = c.created_at AND r.run_id > c.run_id))"
+                " ORDER BY r.created_at, r.run_id LIMIT ?",
+                (after, limit),
+            )
+        return [RunRecord.of(r) for r in rows]
+
     def replace_spec(
         self, run_id: str, spec_json: str, envelope: str, digest: str, *, expect_digest: str
     ) -> bool:
@@ -326,6 +342,19 @@ class Tx:
     def key(self, key_id: str) -> KeyRecord | None:
         row = self._db.execute("SELECT * FROM kms_keys WHERE key_id = ?", (key_id,)).fetchone()
         return KeyRecord(**{**dict(row), "material": bytes(row["material"])}) if row else None
+
+    def keys_of(self, org: str | None) -> list[KeyRecord]:
+        """Every key of ``org`` (every key when None), by id."""
+        if org is None:
+            rows = self._db.execute("SELECT * FROM kms_keys ORDER BY key_id")
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM kms_keys WHERE owner = ? ORDER BY key_id", (org,)
+            )
+        return [KeyRecord(**{**dict(r), "material": bytes(r["material"])}) for r in rows]
+
+    def set_key_policy(self, key_id: str, policy: str) -> None:
+        self._db.execute("UPDATE kms_keys SET policy = ? WHERE key_id = ?", (policy, key_id))
 
     def insert_key(self, key: KeyRecord) -> None:
         self._db.execute(
