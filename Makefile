@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP := $(VENV)/.bootstrapped
 
-.PHONY: install lock demo test lint typecheck unit bench openapi clean
+.PHONY: install lock demo test lint typecheck unit bench openapi clean jar
 
 # Dependencies come only from the hash-pinned locks in requirements/ (see README,
 # "Dependencies"): pip installs exactly what a lock names, at its version and hash, and
@@ -48,9 +48,21 @@ $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(AZURITE)
 
+# The confidential Parquet jar of Spark's native path (java/jobruntime-kms: KmsClient over
+# the key agent, crypto factory, commit protocol), compiled with javac against pyspark's
+# jars into build/ (never committed); the image's builder stage runs the same script.
+JAR := build/jobruntime-kms.jar
+JAVA_SOURCES := $(shell find java/jobruntime-kms -type f)
+SPARK_JARS = $$($(BIN)/python -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent / "jars")')
+
+$(JAR): $(STAMP) $(JAVA_SOURCES)
+	bash java/jobruntime-kms/build.sh "$(SPARK_JARS)" $(JAR)
+
+jar: $(JAR)
+
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(JAR)
 	$(BIN)/python scripts/demo.py
 
 lint: $(STAMP)
@@ -59,7 +71,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(AZURITE)
+unit: $(STAMP) $(AZURITE) $(JAR)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit

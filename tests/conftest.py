@@ -55,9 +55,14 @@ def spark(azurite: AzuriteProcess) -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
     from jobruntime.datasource import register
+    from tests.javajar import ensure_jar
 
+    builder = SparkSession.builder
+    jar = ensure_jar()  # the native Parquet path's jar (issue 13): on the class path if built
+    if jar is not None:
+        builder = builder.config("spark.driver.extraClassPath", str(jar))
     session = (
-        SparkSession.builder.master("local[2]")
+        builder.master("local[2]")
         .appName("jobruntime-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")

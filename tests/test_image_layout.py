@@ -316,6 +316,11 @@ class Replay:
         self.ran.append(text)
 
     def replay(self) -> Layout:
+        # The base image's Spark jars, which the builder compiles the native path's jar
+        # against: here, pyspark's own (the same Spark version, as the base image test checks).
+        jars = self.rootfs / "opt/spark/jars"
+        jars.parent.mkdir(parents=True, exist_ok=True)
+        jars.symlink_to(Path(pyspark_jars()), target_is_directory=True)
         for stage in self.df.stages:
             stage_args = self.df.args_of(stage)
             workdir = BASE_WORKDIR
@@ -328,6 +333,12 @@ class Replay:
                     for cmd in run_commands(i.args):
                         self.command(cmd, stage == "builder", self.path(workdir, "/"))
         return Layout(self.build, self.rootfs, self.ran)
+
+
+def pyspark_jars() -> str:
+    import pyspark
+
+    return str(Path(pyspark.__file__).parent / "jars")
 
 
 def trust_root_json() -> str:
@@ -396,8 +407,10 @@ def test_the_replay_ran_the_builder_and_runtime_steps(layout: Layout) -> None:
         "install --no-cache-dir --no-index --find-links /opt/build/wheels",
         "/opt/jobruntime/driver.py",
         "/etc/jobruntime/trust-root.json",
+        "java/jobruntime-kms/build.sh /opt/spark/jars /opt/build/jobruntime-kms.jar",
     ):
         assert expected in steps, f"no step with {expected!r} ran"
+    assert (layout.build / "jobruntime-kms.jar").is_file()
 
 
 @pytest.mark.slow

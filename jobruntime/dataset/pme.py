@@ -7,6 +7,7 @@ key in an owner's tools), so no master key is ever in a reader or writer.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -35,8 +36,41 @@ class _OpsKmsClient(pe.KmsClient):  # type: ignore[misc]
         return self._ops
 
 
+_FACTORIES: dict[tuple[str, str, str], Any] = {}
+_FACTORIES_MAX = 64
+_LOCK = threading.Lock()
+
+
+def _scope(ops: MasterKeyOps) -> tuple[str, str, str] | None:
+    """(dataset, key id, agent socket) of a key agent's ops; None for a key held in memory."""
+    dataset = getattr(ops, "dataset", None)
+    socket = getattr(getattr(ops, "client", None), "socket_path", None)
+    if isinstance(dataset, str) and socket is not None:
+        return dataset, ops.key_id, str(socket)
+    return None
+
+
 def _factory(ops: MasterKeyOps) -> Any:
-    return pe.CryptoFactory(lambda _config: _OpsKmsClient(ops))
+    """One CryptoFactory per dataset, key id and agent in this process.
+
+    pyarrow's key tools cache KEKs (for ``cache_lifetime``) in their CryptoFactory: a
+    factory per file would wrap a new KEK for every file written and unwrap every file's
+    KEK on reading, so the key agent's calls would grow with the number of files. Shared,
+    a Python worker wraps one KEK per dataset and unwraps each KEK once, as Parquet's
+    JVM key tools do (jobruntime/native). An owner's key held in memory gets a factory
+    of its own, as before.
+    """
+    scope = _scope(ops)
+    if scope is None:
+        return pe.CryptoFactory(lambda _config: _OpsKmsClient(ops))
+    with _LOCK:
+        found = _FACTORIES.get(scope)
+        if found is None:
+            if len(_FACTORIES) >= _FACTORIES_MAX:
+                _FACTORIES.clear()
+            found = pe.CryptoFactory(lambda _config: _OpsKmsClient(ops))
+            _FACTORIES[scope] = found
+        return found
 
 
 _CONNECTION = pe.KmsConnectionConfig(kms_instance_id="jobruntime-key-agent")

@@ -6,6 +6,11 @@ socket: master keys stay in the key agent, which only wraps and unwraps KEKs of 
 spec's datasets. The agent's address is private to the data source (and in the
 query plan's options); code running in the driver could still find it, and through
 it unwrap KEKs of the run's inputs it may read anyway, never a master key.
+
+Reads and writes take Spark's native Parquet path (:mod:`jobruntime.native`: the same
+files, manifest checks and commit, decoded by Spark's own engine) whenever the
+``java/jobruntime-kms`` jar is on the JVM's class path and the dataset is local; else
+the ``confidential`` Python data source, with a warning in the job's log naming why.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from jobruntime.spec.models import Dataset, JobRunSpec
 
 
 class JobContext:
-    __slots__ = ("__agent_socket", "log", "params", "spark", "spec", "written")
+    __slots__ = ("__agent_socket", "__native_jar", "log", "params", "spark", "spec", "written")
 
     def __init__(
         self, *, spark: Any, params: Any, spec: JobRunSpec, log: JobLogger, agent_socket: str
     ) -> None:
         self.spark, self.params, self.spec, self.log = spark, params, spec, log
         self.__agent_socket = agent_socket
+        self.__native_jar: bool | None = None
         self.written: dict[str, Dataset] = {}
 
     def __repr__(self) -> str:
@@ -34,6 +40,16 @@ class JobContext:
     def read(self, name: str) -> Any:
         """A DataFrame over the latest verified version of a declared input."""
         dataset = self._declared(name, self.spec.inputs, "input")
+        if self._native(name, dataset.uri):
+            from jobruntime.native.read import read
+
+            return read(
+                self.spark,
+                uri=dataset.uri,
+                dataset=name,
+                key_id=dataset.key_id,
+                socket=self.__agent_socket,
+            )
         return (
             self.spark.read.format("confidential")
             .option("dataset", name)
@@ -45,14 +61,21 @@ class JobContext:
     def write(self, df: Any, name: str) -> None:
         """Write a declared output as a new version of its dataset."""
         dataset = self._declared(name, self.spec.outputs, "output")
-        (
-            df.write.format("confidential")
-            .option("dataset", name)
-            .option("keyId", dataset.key_id)
-            .option("keyAgentSocket", self.__agent_socket)
-            .mode("overwrite")
-            .save(dataset.uri)
-        )
+        if self._native(name, dataset.uri):
+            from jobruntime.native.write import write
+
+            write(
+                df, uri=dataset.uri, dataset=name, key_id=dataset.key_id, socket=self.__agent_socket
+            )
+        else:
+            (
+                df.write.format("confidential")
+                .option("dataset", name)
+                .option("keyId", dataset.key_id)
+                .option("keyAgentSocket", self.__agent_socket)
+                .mode("overwrite")
+                .save(dataset.uri)
+            )
         self.written[name] = dataset
         self.log.info("output_written", dataset=name)
 
@@ -65,6 +88,21 @@ class JobContext:
             if latest is not None:
                 found[name] = latest
         return found
+
+    def _native(self, name: str, uri: str) -> bool:
+        """Whether this dataset goes through Spark's native Parquet path; if not, say why."""
+        from jobruntime.native import jvm, options
+
+        if self.__native_jar is None:
+            self.__native_jar = jvm.jar_loaded(self.spark)
+        if not self.__native_jar:
+            reason = "jar_not_on_class_path"
+        elif options.hadoop_root(uri) is None:
+            reason = "remote_storage"
+        else:
+            return True
+        self.log.warning("native_parquet_unavailable", dataset=name, step=reason)
+        return False
 
     def _declared(self, name: str, datasets: list[Dataset], kind: str) -> Dataset:
         for d in datasets:

@@ -35,6 +35,7 @@ from jobruntime.job.context import JobContext
 from jobruntime.job.errors import JobCancelledError, JobError
 from jobruntime.job.failure import describe_failure, leaky_spark_settings, quiet_python_logging
 from jobruntime.job.log import JobLogger
+from jobruntime.native.errors import typed as native_refusal
 from jobruntime.sparkconf.check import refuse_insecure_spark_conf
 from jobruntime.verification.consumer import load_pod_bundle
 
@@ -123,9 +124,15 @@ def run() -> int:
     except Exception as exc:  # the job's own error: its type and line, never its message
         if debugging():  # development mode, a developer's own data only
             traceback.print_exc()
-        where = describe_failure(exc, path)
-        outcome, reason = "failed", f"job.failed: {where}"
-        failure = JobError(f"{spec.job_id}: {where}")
+        # A refusal of the native Parquet path's JVM code (a file that fails its manifest
+        # digest, the key agent's "no"), wrapped by Spark: reported with its own code.
+        refused = native_refusal(exc)
+        if refused is not None:
+            outcome, reason, failure = "failed", refused.code, refused
+        else:
+            where = describe_failure(exc, path)
+            outcome, reason = "failed", f"job.failed: {where}"
+            failure = JobError(f"{spec.job_id}: {where}")
     if CANCELLING.is_set():
         # The control plane already holds the run as cancelled: nothing to report.
         _finish(shared, "cancelled")

@@ -41,6 +41,7 @@ from jobruntime.verification.signed import verify_response
 from jobruntime.workload.local import LocalPod
 
 ROOT = Path(__file__).resolve().parents[2]
+NATIVE_JAR = ROOT / "build" / "jobruntime-kms.jar"
 LOCAL_IMAGE = "sha256:" + hashlib.sha256(b"jobruntime local image").hexdigest()
 DEV_POLICY = ReleasePolicy(
     isolation=["pod", "node"],
@@ -174,13 +175,23 @@ def _approve(emu: EmulatorProcess, run_id: str, auto: bool, report: Report) -> N
             time.sleep(5)
 
 
+def native_jar_conf(jar: Path = NATIVE_JAR) -> dict[str, str]:
+    """The native Parquet path's jar (``make jar``) on the driver's and executors' class
+    path, where this checkout has built it (the image has it in Spark's jars already);
+    without it ``ctx`` takes the Python data source, with a warning."""
+    if not jar.is_file():
+        return {}
+    return {"spark.driver.extraClassPath": str(jar), "spark.executor.extraClassPath": str(jar)}
+
+
 def spark_submit_command(plan: SubmitPlan, work: Path) -> list[str]:
     """``spark-submit`` of the driver entry: local, or the standalone cluster of this state."""
+    spark_conf = {**native_jar_conf(), **plan.spark_conf}
     if plan.master.startswith("spark://"):
         info = StandaloneCluster(plan.cluster_state).status()
         if info is None or info.master_url != plan.master:
             raise ConfigError(f"no cluster at {plan.master}: run `jobruntime cluster up` first")
-        options = info.submit_args(work / "spark.properties", plan.spark_conf)
+        options = info.submit_args(work / "spark.properties", spark_conf)
     else:
         options = [
             "--master",
@@ -188,7 +199,7 @@ def spark_submit_command(plan: SubmitPlan, work: Path) -> list[str]:
             "--properties-file",
             str(plan.conf_dir / "spark-defaults.conf"),
         ]
-        for key, value in plan.spark_conf.items():
+        for key, value in spark_conf.items():
             options += ["--conf", f"{key}={value}"]
     return [str(spark_bin("spark-submit")), *options, driver.__file__]
 

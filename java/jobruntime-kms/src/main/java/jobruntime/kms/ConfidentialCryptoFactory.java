@@ -1,0 +1,109 @@
+package jobruntime.kms;
+
+import java.io.IOException;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.parquet.crypto.DecryptionPropertiesFactory;
+import org.apache.parquet.crypto.EncryptionPropertiesFactory;
+import org.apache.parquet.crypto.FileDecryptionProperties;
+import org.apache.parquet.crypto.FileEncryptionProperties;
+import org.apache.parquet.crypto.ParquetCryptoRuntimeException;
+import org.apache.parquet.crypto.keytools.PropertiesDrivenCryptoFactory;
+import org.apache.parquet.hadoop.api.WriteSupport.WriteContext;
+
+/**
+ * Spark's {@code parquet.crypto.factory.class} for confidential datasets.
+ *
+ * <p><b>Writing</b>: the settings are checked ({@link Settings#forWrite}: uniform AES_GCM_V1
+ * under the dataset's key id, encrypted footer, double wrapping, internal key material, the
+ * key agent's KMS client), then Parquet's own {@link PropertiesDrivenCryptoFactory} makes the
+ * file's keys: a random data key per file, wrapped by a KEK, which the agent wraps.
+ *
+ * <p><b>Reading</b>, and why digests rather than the AAD prefix: every file is decoded only
+ * if it is listed in the manifest the driver verified and its whole ciphertext has the
+ * manifest's size and SHA-256, checked here in the JVM before any byte is decrypted, exactly
+ * as the Python reader does. The alternative, binding (dataset, version, path) into PME's
+ * AAD prefix, was not taken: pyarrow's key tools (the Python writer and reader, and owners'
+ * tools) cannot set or check an AAD prefix; a part's final path and version are only known
+ * at commit, after it is encrypted; and the manifest's digests already name each file. The
+ * check and the decoding are two reads of storage, so the footer key metadata of the hashed
+ * bytes is pinned ({@link PinnedKeyRetriever}): a file swapped in between is refused too.
+ * A verified file is remembered (by path, size and digest) with its pinned key metadata, so
+ * Spark's second open of a file (footer, then row groups) does not hash it again; the pin
+ * still holds for every open. Plaintext files are never accepted.
+ */
+public final class ConfidentialCryptoFactory
+    implements EncryptionPropertiesFactory, DecryptionPropertiesFactory {
+  private static final int VERIFIED_MAX = 4096;
+  private static final Map<String, byte[]> VERIFIED =
+      new LinkedHashMap<>(64, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, byte[]> eldest) {
+          return size() > VERIFIED_MAX;
+        }
+      };
+
+  @Override
+  public FileEncryptionProperties getFileEncryptionProperties(
+      Configuration conf, Path tempFilePath, WriteContext fileWriteContext)
+      throws ParquetCryptoRuntimeException {
+    Settings.forWrite(conf);
+    return new PropertiesDrivenCryptoFactory().getFileEncryptionProperties(conf, tempFilePath, fileWriteContext);
+  }
+
+  @Override
+  public FileDecryptionProperties getFileDecryptionProperties(Configuration conf, Path filePath)
+      throws ParquetCryptoRuntimeException {
+    Settings settings = Settings.forRead(conf);
+    if (filePath == null) {
+      throw new Refusal("dataset.file_extra", settings.uri + ": a file without a path cannot be verified");
+    }
+    ManifestFiles.Entry entry = ManifestFiles.of(conf).entry(filePath, settings.uri);
+    byte[] pinned = verified(conf, filePath, entry, settings);
+    return decryption(conf, filePath, pinned, settings.uri, entry.path);
+  }
+
+  /**
+   * Forget every verified file, so the next read of each hashes it again: what a fresh JVM
+   * does (benchmarks measure that first read). The pins of reads in progress are unaffected.
+   */
+  public static void forgetVerified() {
+    synchronized (VERIFIED) {
+      VERIFIED.clear();
+    }
+  }
+
+  /** Decryption that only accepts {@code pinned} footer key metadata, and no plaintext file. */
+  static FileDecryptionProperties decryption(
+      Configuration conf, Path path, byte[] pinned, String name, String rel) {
+    FileDecryptionProperties standard =
+        new PropertiesDrivenCryptoFactory().getFileDecryptionProperties(conf, path);
+    return FileDecryptionProperties.builder()
+        .withKeyRetriever(new PinnedKeyRetriever(pinned, standard.getKeyRetriever(), name, rel))
+        .build();
+  }
+
+  private static byte[] verified(Configuration conf, Path path, ManifestFiles.Entry entry, Settings s) {
+    String key = s.uri + "\n" + path + "\n" + entry.size + "\n" + entry.sha256;
+    synchronized (VERIFIED) {
+      byte[] pinned = VERIFIED.get(key);
+      if (pinned != null) {
+        return pinned;
+      }
+    }
+    FileSystem fs;
+    try {
+      fs = path.getFileSystem(conf);
+    } catch (IOException e) {
+      throw new Refusal("storage.io", s.uri + ": no file system for " + entry.path);
+    }
+    FileCheck check = FileCheck.scan(fs, path, entry.size, entry.sha256, s.uri, entry.path);
+    synchronized (VERIFIED) {
+      VERIFIED.put(key, check.footerKeyMetadata);
+    }
+    return check.footerKeyMetadata;
+  }
+}

@@ -1,0 +1,151 @@
+package jobruntime.kms;
+
+import java.io.ByteArrayInputStream;
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.Arrays;
+import java.util.HexFormat;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.parquet.format.FileCryptoMetaData;
+import org.apache.parquet.format.Util;
+
+/**
+ * One whole pass over a file's ciphertext: its size, its SHA-256, and the footer key metadata
+ * of exactly the bytes that were hashed.
+ *
+ * <p>The key metadata (the file's own wrapped data key, random per file) is taken from inside
+ * the hashed stream, not from a second read, so it belongs to the file whose digest was
+ * checked. A reader that is then given only that key metadata can decode only that file:
+ * under PME every module is authenticated with the file's data key and its unique AAD, so a
+ * file swapped in after the check, even one of the same dataset, size and master key, has
+ * other key metadata and is refused before any byte of it is decrypted
+ * ({@link PinnedKeyRetriever}).
+ */
+final class FileCheck {
+  static final byte[] ENCRYPTED_MAGIC = "PARE".getBytes(StandardCharsets.US_ASCII);
+  private static final int CHUNK = 1 << 20;
+  private static final int WINDOW = 64 * 1024; // FileCryptoMetaData is a few hundred bytes
+
+  final long size;
+  final String sha256;
+  final byte[] footerKeyMetadata;
+
+  private FileCheck(long size, String sha256, byte[] footerKeyMetadata) {
+    this.size = size;
+    this.sha256 = sha256;
+    this.footerKeyMetadata = footerKeyMetadata;
+  }
+
+  /**
+   * Read, hash and check the file: its size against {@code expectedSize} and its digest against
+   * {@code expectedSha256} when given (a read), else only measure it (a write's commit).
+   */
+  static FileCheck scan(
+      FileSystem fs, Path path, long expectedSize, String expectedSha256, String name, String rel) {
+    long length;
+    try {
+      length = fs.getFileStatus(path).getLen();
+    } catch (FileNotFoundException e) {
+      throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
+    } catch (IOException e) {
+      throw new Refusal("storage.io", name + ": file " + rel + " could not be read ("
+          + e.getClass().getSimpleName() + ")");
+    }
+    if (expectedSize >= 0 && length != expectedSize) {
+      throw truncated(name, rel, length, expectedSize);
+    }
+    MessageDigest sha;
+    try {
+      sha = MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+    byte[] tail = new byte[8];
+    byte[] window = null;
+    long windowStart = -1;
+    long read = 0;
+    try (FSDataInputStream in = fs.open(path)) {
+      if (length >= 8) {
+        in.readFully(length - 8, tail); // where the crypto metadata is; checked below
+        long footer = Integer.toUnsignedLong(
+            (tail[0] & 0xff) | (tail[1] & 0xff) << 8 | (tail[2] & 0xff) << 16 | (tail[3] & 0xff) << 24);
+        if (footer > 0 && footer <= length - 12) {
+          windowStart = length - 8 - footer;
+          window = new byte[(int) Math.min(footer, WINDOW)];
+        }
+      }
+      byte[] hashedTail = new byte[8];
+      byte[] buffer = new byte[CHUNK];
+      in.seek(0);
+      int n;
+      while ((n = in.read(buffer)) > 0) {
+        sha.update(buffer, 0, n);
+        copyOverlap(buffer, n, read, window, windowStart);
+        copyOverlap(buffer, n, read, hashedTail, length - 8);
+        read += n;
+      }
+      if (read != length) {
+        throw truncated(name, rel, read, length);
+      }
+      String digest = HexFormat.of().formatHex(sha.digest());
+      if (expectedSha256 != null
+          && !MessageDigest.isEqual(
+              digest.getBytes(StandardCharsets.US_ASCII), expectedSha256.getBytes(StandardCharsets.US_ASCII))) {
+        throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " was replaced or altered");
+      }
+      if (!Arrays.equals(tail, hashedTail)) {
+        throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
+      }
+      return new FileCheck(length, digest, footerKeyMetadata(tail, window, name, rel));
+    } catch (FileNotFoundException e) {
+      throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
+    } catch (IOException e) {
+      throw new Refusal("storage.io", name + ": file " + rel + " could not be read ("
+          + e.getClass().getSimpleName() + ")");
+    }
+  }
+
+  /** The footer key metadata of an AES_GCM_V1 file with an encrypted footer; nothing else is read. */
+  private static byte[] footerKeyMetadata(byte[] tail, byte[] window, String name, String rel) {
+    if (window == null || !Arrays.equals(Arrays.copyOfRange(tail, 4, 8), ENCRYPTED_MAGIC)) {
+      throw new Refusal("dataset.decrypt", name + ": file " + rel + " is not a Parquet file with an encrypted footer");
+    }
+    FileCryptoMetaData crypto;
+    try (InputStream in = new ByteArrayInputStream(window)) {
+      crypto = Util.readFileCryptoMetaData(in);
+    } catch (IOException | RuntimeException e) {
+      throw new Refusal("dataset.decrypt", name + ": file " + rel + " has no readable crypto metadata");
+    }
+    if (crypto.getEncryption_algorithm() == null || !crypto.getEncryption_algorithm().isSetAES_GCM_V1()) {
+      throw new Refusal("dataset.decrypt", name + ": file " + rel + " is not encrypted with AES_GCM_V1");
+    }
+    byte[] keyMetadata = crypto.getKey_metadata();
+    if (keyMetadata == null || keyMetadata.length == 0) {
+      throw new Refusal("dataset.decrypt", name + ": file " + rel + " names no footer key");
+    }
+    return keyMetadata;
+  }
+
+  /** Copy the part of buffer[0:n], which starts at file offset {@code at}, that falls in target. */
+  private static void copyOverlap(byte[] buffer, int n, long at, byte[] target, long targetStart) {
+    if (target == null || targetStart < 0) {
+      return;
+    }
+    long from = Math.max(at, targetStart);
+    long to = Math.min(at + n, targetStart + target.length);
+    if (from < to) {
+      System.arraycopy(buffer, (int) (from - at), target, (int) (from - targetStart), (int) (to - from));
+    }
+  }
+
+  private static Refusal truncated(String name, String rel, long actual, long expected) {
+    return new Refusal("dataset.file_truncated",
+        name + ": file " + rel + " is " + actual + " bytes, the manifest says " + expected);
+  }
+}

@@ -1,0 +1,181 @@
+"""Every way storage can lie, on Spark's native Parquet path: refused with the Python
+path's typed codes. The driver's checks (manifest MAC, recorded version, file set and
+sizes) raise before Spark runs; a file whose bytes differ from the manifest, even one of
+the same size under the same key, is refused in the JVM before it is decoded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobruntime.dataset.manifest import Manifest
+from jobruntime.dataset.versions import local_versions, manifest_path
+from jobruntime.storage.uri import open_storage
+from tests.dataset.conftest import Agent, sales_table
+from tests.dataset.native import native_read, native_write, refused_natively
+
+
+def written(spark: Any, agent: Agent, tmp_path: Path, partitions: int = 2) -> tuple[str, Path]:
+    uri = str(tmp_path / "sales")
+    df = spark.createDataFrame(sales_table(2000).to_pandas()).repartition(partitions)
+    native_write(df, agent, "sales", uri)
+    return uri, Path(uri)
+
+
+def parts(root: Path, version: int = 1) -> list[Path]:
+    return sorted(root.glob(f"v{version:06d}-*/part-*.parquet"))
+
+
+def two_equal_versions(spark: Any, agent: Agent, tmp_path: Path) -> tuple[str, Path]:
+    """Versions 1 and 2 of the same rows: parts of equal sizes under the same key."""
+    uri = str(tmp_path / "sales")
+    # Each partition holds the same rows, so every part has the same size.
+    df = spark.range(0, 4000, numPartitions=2).selectExpr("id % 2000 AS id", "id % 10 AS bucket")
+    native_write(df, agent, "sales", uri)
+    native_write(df, agent, "sales", uri)
+    root = Path(uri)
+    sizes = {p.stat().st_size for p in parts(root, 1) + parts(root, 2)}
+    assert len(sizes) == 1, sizes  # the attacks below keep every size the manifest lists
+    return uri, root
+
+
+def test_intact_dataset_reads(spark: Any, agent: Agent, tmp_path: Path) -> None:
+    uri, _ = written(spark, agent, tmp_path)
+    back = native_read(spark, agent, "sales", uri)
+    assert back.count() == 2000
+    assert back.where("id = 7").count() == 1
+
+
+def test_bit_flip_in_a_file_is_refused(spark: Any, agent: Agent, tmp_path: Path) -> None:
+    uri, root = written(spark, agent, tmp_path)
+    victim = parts(root)[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    assert victim.name in message
+
+
+def test_a_part_rolled_back_to_the_previous_version_is_refused(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    uri, root = two_equal_versions(spark, agent, tmp_path)
+    parts(root, 2)[0].write_bytes(parts(root, 1)[0].read_bytes())  # same size, same key
+    refused_natively(spark, agent, uri, "dataset.file_corrupt")
+
+
+def test_parts_moved_within_a_version_are_refused(spark: Any, agent: Agent, tmp_path: Path) -> None:
+    uri, root = two_equal_versions(spark, agent, tmp_path)
+    first, second = parts(root, 2)
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+    refused_natively(spark, agent, uri, "dataset.file_corrupt")
+
+
+def test_a_part_swapped_after_it_was_verified_is_refused(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """The JVM remembers a verified file by path and digest and does not hash it again;
+    the footer key metadata of the hashed bytes is pinned, so a file swapped in after the
+    check (a time-of-check to time-of-use swap) is still refused before it is decoded."""
+    uri, root = two_equal_versions(spark, agent, tmp_path)
+    assert native_read(spark, agent, "sales", uri).count() == 4000  # verified, and remembered
+    parts(root, 2)[1].write_bytes(parts(root, 1)[1].read_bytes())
+    message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    assert "not the file that was verified" in message
+
+
+def test_a_part_of_another_dataset_under_the_same_size_is_refused(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    uri, root = two_equal_versions(spark, agent, tmp_path)
+    other = str(tmp_path / "other")
+    native_write(
+        spark.range(0, 4000, numPartitions=2).selectExpr("id % 2000 AS id", "id % 10 AS bucket"),
+        agent,
+        "other",
+        other,
+    )
+    foreign = parts(Path(other))[0]
+    assert foreign.stat().st_size == parts(root, 2)[0].stat().st_size  # key ids of one length
+    parts(root, 2)[0].write_bytes(foreign.read_bytes())
+    refused_natively(spark, agent, uri, "dataset.file_corrupt")
+
+
+@pytest.mark.parametrize(
+    ("attack", "code"),
+    [
+        ("truncate", "dataset.file_truncated"),
+        ("drop", "dataset.file_missing"),
+        ("add", "dataset.file_extra"),
+        ("replay_manifest", "dataset.rollback"),
+        ("hide_manifest", "dataset.manifest_missing"),
+        ("alter_manifest", "dataset.manifest_invalid"),
+    ],
+)
+def test_the_drivers_checks_refuse_before_spark_reads(
+    spark: Any, agent: Agent, tmp_path: Path, attack: str, code: str
+) -> None:
+    uri, root = two_equal_versions(spark, agent, tmp_path)
+    victim = parts(root, 2)[-1]
+    if attack == "truncate":
+        victim.write_bytes(victim.read_bytes()[:-100])
+    elif attack == "drop":
+        victim.unlink()
+    elif attack == "add":
+        victim.with_name("part-00099.parquet").write_bytes(victim.read_bytes())
+    elif attack == "replay_manifest":
+        (root / manifest_path(2)).write_bytes((root / manifest_path(1)).read_bytes())
+    elif attack == "hide_manifest":
+        (root / manifest_path(2)).unlink()
+    else:
+        path = root / manifest_path(2)
+        manifest = Manifest.model_validate_json(path.read_bytes())
+        path.write_text(manifest.model_copy(update={"rows": 1}).model_dump_json())
+    refused_natively(spark, agent, uri, code)
+
+
+def test_wrong_key_is_refused(spark: Any, agent: Agent, tmp_path: Path) -> None:
+    uri, _ = written(spark, agent, tmp_path)
+    refused_natively(spark, agent, uri, "dataset.wrong_key", dataset="other")
+
+
+def test_spark_skipping_corrupt_files_does_not_skip_a_refused_one(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """``spark.sql.files.ignoreCorruptFiles`` would turn a refusal into missing rows."""
+    uri, root = written(spark, agent, tmp_path)
+    victim = parts(root)[0]
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0x01
+    victim.write_bytes(bytes(data))
+    spark.conf.set("spark.sql.files.ignoreCorruptFiles", "true")
+    spark.conf.set("spark.sql.files.ignoreMissingFiles", "true")
+    try:
+        refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    finally:
+        spark.conf.unset("spark.sql.files.ignoreCorruptFiles")
+        spark.conf.unset("spark.sql.files.ignoreMissingFiles")
+
+
+def test_a_failed_write_leaves_no_new_version(spark: Any, agent: Agent, tmp_path: Path) -> None:
+    uri, root = written(spark, agent, tmp_path)
+    from pyspark.sql.functions import udf
+
+    @udf("long")
+    def explode_on_last(x: int) -> int:
+        if x == 1999:
+            raise ValueError("task failure")
+        return x
+
+    bad = spark.createDataFrame(sales_table(2000).to_pandas()).select(
+        explode_on_last("id").alias("id")
+    )
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the task's failure
+        native_write(bad, agent, "sales", uri)
+    assert local_versions(open_storage(uri)) == [1]
+    assert not [p for p in (root / "_staging").rglob("*") if p.is_file()]
+    assert native_read(spark, agent, "sales", uri).count() == 2000
