@@ -245,6 +245,12 @@ class ControlPlaneUnavailableError(ControlPlaneError):
     code = "controlplane.unavailable"
 
 
+class ControlPlaneNotRunningError(ControlPlaneUnavailableError):
+    """A control plane on this machine refused the connection: nothing listens there."""
+
+    code = "controlplane.not_running"
+
+
 class AuthError(ControlPlaneError):
     """The control plane refused the token (401) or the role (403)."""
 

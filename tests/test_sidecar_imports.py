@@ -105,7 +105,11 @@ def test_the_heartbeat_sidecar_imports_nothing_heavy(runs: Runs, tmp_path: Path)
 
 
 def test_the_key_agent_imports_nothing_heavy(runs: Runs, shm_dir: Path) -> None:
-    run_id = runs.keyed()
+    # Its own URIs: the session's emulator is shared, and other tests publish at the defaults.
+    tag = os.urandom(4).hex()
+    run_id = runs.keyed(
+        uris={n: f"file:///data/{n}-{tag}" for n in ("customers_a", "customers_b", "overlap")}
+    )
     bundle = verify_run(runs.config(run_id)).parent
     spec = runs.signed(run_id).spec
     key_ids = {d.name: d.key_id for d in (*spec.inputs, *spec.outputs)}

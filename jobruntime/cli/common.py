@@ -7,14 +7,19 @@ emulator's state directory, so local work needs no copy-pasted secrets.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.emulator.state import URL_FILE, load_tokens
-from jobruntime.errors import ConfigError
+from jobruntime.errors import ConfigError, ControlPlaneNotRunningError
+
+PROBE_TIMEOUT = 2.0
 
 
 def add_connection(p: argparse.ArgumentParser, default_as: str) -> None:
@@ -67,7 +72,42 @@ def client_from(args: argparse.Namespace) -> ControlPlaneClient:
             raise ConfigError(f"cannot read {args.token_file}: {exc.strerror}") from None
     if not url or not token:
         raise ConfigError("need --url and a token (--token-file, $JOB_TOKEN or --emulator-state)")
+    refuse_if_not_listening(url, args.emulator_state)
     return ControlPlaneClient(url, token, ca_bundle=args.ca_bundle)
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_if_not_listening(url: str, state: Path | str | None = None) -> None:
+    """Fail at once, saying how to start it, when a control plane on this machine refuses
+    the connection: nothing listens, and the client's 30 s of retries would not change that.
+    A remote URL, or any other failure, is left to the client's deadline and retries."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host or not _loopback(host):
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return  # the client reports a malformed URL
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+            pass
+    except ConnectionRefusedError:
+        where = state or "DIR"
+        raise ControlPlaneNotRunningError(
+            f"no control plane listens at {url} (connection refused): start the local one "
+            f"with `jobruntime emulator serve --state {where}` or `make demo`"
+        ) from None
+    except OSError:
+        return
 
 
 def print_json(obj: Any) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from jobruntime.errors import ConfigError
+from jobruntime.job.params import parse_value, read_params_file
 from jobruntime.job.submit import SubmitPlan, driver_reason, submit
 from jobruntime.storage.uri import canonical_uri
 
@@ -33,7 +33,15 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a job parameter; VALUE is read as JSON if it parses, else text",
+        help="a job parameter, checked against the module's Params before anything is "
+        'submitted; VALUE is read as JSON if it parses (10, true, \'["a","b"]\'), else '
+        "as text; overrides --params-file",
+    )
+    p.add_argument(
+        "--params-file",
+        type=Path,
+        metavar="FILE",
+        help="a JSON object of job parameters (NAME: VALUE)",
     )
     p.add_argument(
         "--master",
@@ -74,12 +82,11 @@ def pairs(values: list[str], what: str) -> dict[str, str]:
     return found
 
 
-def _param(text: str) -> bool | int | float | str:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, bool | int | float | str) else text
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """``--params-file`` then ``--param`` (later wins); see ``jobruntime.job.params``."""
+    found = read_params_file(args.params_file) if args.params_file else {}
+    found.update({k: parse_value(v) for k, v in pairs(args.param, "--param").items()})
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         # Relative paths are resolved here, once: the spec holds canonical URIs only.
         inputs={n: canonical_uri(u) for n, u in pairs(args.input, "--input").items()},
         outputs={n: canonical_uri(u) for n, u in pairs(args.output, "--output").items()},
-        params={k: _param(v) for k, v in pairs(args.param, "--param").items()},
+        params=parameters(args),
         state=args.emulator_state,
         master=args.master,
         output_keys=pairs(args.output_key, "--output-key"),

@@ -25,6 +25,12 @@ class ParamsError(JobError):
     exit_code = 25
 
 
+class UnknownParamError(ParamsError):
+    """A parameter the module's ``Params`` model does not declare (a misspelled name)."""
+
+    code = "job.params_unknown"
+
+
 class ModuleLoadError(JobError):
     """The job module could not be imported or has no entry function."""
 

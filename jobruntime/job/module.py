@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from jobruntime.errors import ModuleDigestError
-from jobruntime.job.errors import ModuleLoadError, ParamsError
+from jobruntime.job.errors import ModuleLoadError, ParamsError, UnknownParamError
+from jobruntime.job.params import known_names
 from jobruntime.spec.codec import describe
 from jobruntime.spec.models import JobModule
 
@@ -61,6 +62,11 @@ def params(module: types.ModuleType, values: dict[str, Any]) -> Any:
         return dict(values)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ModuleLoadError(f"{module.__name__}.Params is not a pydantic model")
+    unknown = sorted(set(values) - known_names(model))
+    if unknown:  # a misspelled name must not run on a default nobody approved
+        raise UnknownParamError(
+            f"unknown parameter {', '.join(map(repr, unknown))} for {module.__name__}.Params"
+        )
     try:
         return model.model_validate(values)
     except ValidationError as exc:

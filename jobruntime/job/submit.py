@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
 from jobruntime.cluster.spark_home import spark_bin
@@ -32,6 +33,7 @@ from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import ConfigError, NotFoundError
 from jobruntime.fsutil import open_private
 from jobruntime.job import driver, pods
+from jobruntime.job import params as job_params
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
@@ -58,7 +60,7 @@ class SubmitPlan:
     module: Path
     inputs: dict[str, str]
     outputs: dict[str, str]
-    params: dict[str, bool | int | float | str]
+    params: dict[str, Any]
     state: Path
     master: str = "local[2]"
     output_keys: dict[str, str] = field(default_factory=dict)
@@ -263,6 +265,8 @@ def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
 
     if not plan.module.is_file():
         raise ConfigError(f"no job module at {plan.module}")
+    # Before any key is created, any run submitted or anything signed.
+    job_params.check(plan.module, plan.params)
     with emulator_for(plan.state) as emu:
         work = Path(tempfile.mkdtemp(prefix="jobruntime-", dir=plan.work_root))
         try:
