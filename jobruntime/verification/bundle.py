@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -23,13 +22,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobruntime.errors import BundleWriteError, ConfigError, JobRuntimeError
-from jobruntime.keyrelease.binding import PodIdentity
 from jobruntime.signing.roots import RootLike
 from jobruntime.spec import rules
 from jobruntime.spec.codec import parse_model
 from jobruntime.spec.models import PodRole
 from jobruntime.verification.sidecar import BUNDLE_NAME as BUNDLE_NAME
-from jobruntime.verification.sidecar import read_bundle
+from jobruntime.verification.sidecar import VerifiedBundle, read_bundle
 from jobruntime.verification.signed import DEFAULT_SKEW, VerifiedSpec, verify_signed_run
 
 POD_ID = rules.POD_ID
@@ -64,22 +62,8 @@ class BundleFile(BaseModel):
     receipt: Receipt
 
 
-@dataclass(frozen=True)
-class PodBundle:
-    """A bundle whose spec was re-verified here: the only form consumers use."""
-
-    verified: VerifiedSpec
-    receipt: Receipt
-
-    @property
-    def run_id(self) -> str:
-        return self.verified.spec.run_id
-
-    @property
-    def identity(self) -> PodIdentity:
-        """What this pod's later attestations bind: the verifier drew the pod id."""
-        r = self.receipt
-        return PodIdentity(self.run_id, self.verified.digest, r.pod_id, r.role)
+class PodBundle(VerifiedBundle[VerifiedSpec, Receipt]):
+    """The verifier's and the driver's form: the spec as the pydantic model."""
 
 
 def load_bundle(

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from jobruntime.errors import ConfigError, JobRuntimeError
 from jobruntime.keyrelease.binding import PodIdentity
@@ -85,22 +85,46 @@ class PlainReceipt:
     role: Literal["driver", "executor"]
 
 
-@dataclass(frozen=True)
-class SidecarBundle:
-    """A bundle whose spec was re-verified here: the only form the sidecars use."""
+class _Checked(Protocol):
+    @property
+    def run_id(self) -> str: ...
 
-    verified: PlainVerifiedSpec
-    receipt: PlainReceipt
+    @property
+    def digest(self) -> str: ...
+
+
+class _Receipt(Protocol):
+    @property
+    def pod_id(self) -> str: ...
+
+    @property
+    def role(self) -> Literal["driver", "executor"]: ...
+
+
+_V = TypeVar("_V", bound=_Checked)
+_R = TypeVar("_R", bound=_Receipt)
+
+
+@dataclass(frozen=True)
+class VerifiedBundle(Generic[_V, _R]):
+    """A bundle whose spec was re-verified here: the only form consumers use."""
+
+    verified: _V
+    receipt: _R
 
     @property
     def run_id(self) -> str:
-        return self.verified.spec.run_id
+        return self.verified.run_id
 
     @property
     def identity(self) -> PodIdentity:
         """What this pod's later attestations bind: the verifier drew the pod id."""
         r = self.receipt
         return PodIdentity(self.run_id, self.verified.digest, r.pod_id, r.role)
+
+
+class SidecarBundle(VerifiedBundle[PlainVerifiedSpec, PlainReceipt]):
+    """The sidecars' form: the spec as plain JSON."""
 
 
 def load_plain_bundle(

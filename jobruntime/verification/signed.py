@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from jobruntime.errors import (
     ConfigError,
@@ -56,11 +56,20 @@ STEPS = (
 )
 
 
-@dataclass(frozen=True)
-class VerifiedSpec:
-    """A spec whose control-plane signature (and, unless skipped, approvals) checked out."""
+class _HasRunId(Protocol):
+    @property
+    def run_id(self) -> str: ...
 
-    spec: JobRunSpec
+
+_S = TypeVar("_S", bound=_HasRunId)
+
+
+@dataclass(frozen=True)
+class _Verified(Generic[_S]):
+    """A spec whose control-plane signature (and, unless skipped, approvals) checked out;
+    only this module's ``verify_signed_run*`` functions can make one."""
+
+    spec: _S
     digest: str
     envelope: Envelope = field(repr=False)
     approvals: tuple[dict[str, Any], ...] = field(repr=False)
@@ -70,32 +79,19 @@ class VerifiedSpec:
 
     def __post_init__(self) -> None:
         if self._mint is not _MINT:
-            raise TypeError("a VerifiedSpec comes only from verify_signed_run")
+            raise TypeError(f"a {type(self).__name__} comes only from verify_signed_run")
 
     @property
     def run_id(self) -> str:
         return self.spec.run_id
 
 
-@dataclass(frozen=True)
-class PlainVerifiedSpec:
-    """The same checks as :class:`VerifiedSpec`, the spec as plain JSON (the sidecars')."""
+class VerifiedSpec(_Verified["JobRunSpec"]):
+    """The spec as the pydantic model (the verifier, the driver, the control plane's tools)."""
 
-    spec: PlainSpec
-    digest: str
-    envelope: Envelope = field(repr=False)
-    approvals: tuple[dict[str, Any], ...] = field(repr=False)
-    verified_at: datetime
-    checks: tuple[str, ...]
-    _mint: object = field(repr=False, compare=False, default=None)
 
-    def __post_init__(self) -> None:
-        if self._mint is not _MINT:
-            raise TypeError("a PlainVerifiedSpec comes only from verify_signed_run_plain")
-
-    @property
-    def run_id(self) -> str:
-        return self.spec.run_id
+class PlainVerifiedSpec(_Verified[PlainSpec]):
+    """The same checks, the spec as plain JSON (the sidecars')."""
 
 
 class _Window(Protocol):
