@@ -143,15 +143,7 @@ def verify_signed_run(
         require_approvals=require_approvals,
         review=review,
     )
-    return VerifiedSpec(
-        spec=spec,
-        digest=digest,
-        envelope=env,
-        approvals=tuple(approval_objs),
-        verified_at=now,
-        checks=tuple(done),
-        _mint=_MINT,
-    )
+    return VerifiedSpec(spec, digest, env, tuple(approval_objs), now, tuple(done), _MINT)
 
 
 def verify_signed_run_plain(
@@ -175,15 +167,7 @@ def verify_signed_run_plain(
         require_approvals=True,
         review=False,
     )
-    return PlainVerifiedSpec(
-        spec=spec,
-        digest=digest,
-        envelope=env,
-        approvals=tuple(approval_objs),
-        verified_at=now,
-        checks=tuple(done),
-        _mint=_MINT,
-    )
+    return PlainVerifiedSpec(spec, digest, env, tuple(approval_objs), now, tuple(done), _MINT)
 
 
 def _model_spec(payload: bytes) -> JobRunSpec:
