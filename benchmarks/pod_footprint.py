@@ -44,10 +44,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from heartbeat.sidecar import DRIVER_OUTCOME
 from jobruntime.cluster.spark_home import default_conf_dir
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.job import pods
+from jobruntime.job.handoff import DRIVER_OUTCOME
 from jobruntime.keyagent.client import KeyAgentClient
 from jobruntime.workload.local import LocalPod
 from tests.conftest import Runs

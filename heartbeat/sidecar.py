@@ -6,8 +6,10 @@
 3. Every interval: read progress from the driver's Spark REST API, sign a heartbeat
    (run id, sequence number, time, state, progress) and send it, oldest backlog first.
    An unreachable control plane never stops the loop; a bounded backlog waits.
-4. An answer that orders a cancel stops the driver (SIGTERM to its pid); when the
-   driver has written its outcome, a final heartbeat carries it and the sidecar exits.
+4. An answer that orders a cancel is verified and handed to the driver as a file on the
+   pod's memory volume (``job.handoff``: containers do not share PID namespaces, so no
+   signal); when the driver has written its outcome, a final heartbeat carries it and
+   the sidecar exits.
 
 It runs for the pod's whole life, so it stays small: no pydantic (the bundle is
 re-verified by ``verification.sidecar``, heartbeats are the JSON of ``api.Heartbeat``,
@@ -16,11 +18,8 @@ answers are checked by ``controlplane.pod``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from typing import Any, Protocol
 from heartbeat.progress import SparkProgress
 from jobruntime.controlplane.pod import MAX_OUTPUTS, OUTPUT_REPORT, HeartbeatAck
 from jobruntime.errors import ControlPlaneError, ControlPlaneUnavailableError, JobRuntimeError
+from jobruntime.job.handoff import DRIVER_OUTCOME, DRIVER_UI, hand_cancel_to_driver
 from jobruntime.keyrelease.session import AttestedSession
 from jobruntime.signing.orders import OrderError, verify_cancel
 from jobruntime.signing.roots import PlainTrustRoot
@@ -43,9 +43,6 @@ from jobruntime.verification.sidecar import BUNDLE_NAME, SidecarBundle, load_pla
 
 log = logging.getLogger("jobruntime.heartbeat")
 
-DRIVER_PID = "driver.pid"
-DRIVER_OUTCOME = "driver-outcome.json"
-DRIVER_UI = "driver-ui.url"
 OUTPUTS = ListOf(OUTPUT_REPORT, max_length=MAX_OUTPUTS)
 MAX_INTERVAL = 3600.0
 """A heartbeat's interval is in (0, 3600] seconds (``api.Heartbeat``)."""
@@ -199,8 +196,7 @@ class Sidecar:
             self._backlog.popleft()
             self.sent += 1
             if ack.cancel and not self.cancelled and self._order_verified(ack):
-                self.cancelled = True
-                self._stop_driver()
+                self.cancelled = self._stop_driver(ack.order)
 
     def _order_verified(self, ack: HeartbeatAck) -> bool:
         """A cancel stops the driver only if the control plane signed it for this run.
@@ -241,14 +237,12 @@ class Sidecar:
             return "failed", "driver.outcome_unreadable", []
         return outcome, reason, outputs
 
-    def _stop_driver(self) -> None:
-        """Graceful: SIGTERM lets the driver cancel its Spark jobs and write its outcome."""
+    def _stop_driver(self, order: Any) -> bool:
+        """The verified order, for the driver to verify again and obey (``job.handoff``)."""
         try:
-            pid = int((self.settings.bundle_dir / DRIVER_PID).read_text())
-        except (OSError, ValueError):
-            log.warning("cancel ordered but the driver's pid is not known yet")
-            self.cancelled = False  # try again on the next answer
-            return
-        log.info("cancel ordered by the control plane: stopping the driver (pid %d)", pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            hand_cancel_to_driver(self.settings.bundle_dir, order)
+        except OSError as exc:
+            log.warning("cancel ordered but not handed to the driver: %s", exc.strerror)
+            return False  # try again on the next answer
+        log.info("cancel ordered by the control plane: handed to the driver")
+        return True

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from jobruntime.controlplane.api import (
 from jobruntime.controlplane.service.heartbeats import expire
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
+from jobruntime.job.handoff import CANCEL_ORDER
 from jobruntime.keyrelease import jwe
 from jobruntime.keyrelease.binding import PodIdentity
 from jobruntime.keyrelease.session import AttestedSession, new_pod_id
@@ -41,6 +41,7 @@ from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import utcnow
 from jobruntime.verification.bundle import load_bundle
 from tests.conftest import Runs
+from tests.driver_standin import DriverStandIn, wait_for
 from tests.sessions import api, error_code
 from verifier.run import verify_run
 
@@ -323,18 +324,17 @@ def test_killing_the_sidecar_fails_the_run_within_timeout_plus_interval(
 
 def test_cancel_stops_the_driver_within_an_interval(runs: Runs, pod: Any) -> None:
     run_id, bundle, token = pod
-    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    (bundle / "driver.pid").write_text(str(driver.pid))
+    driver = DriverStandIn(runs.emu, bundle, run_id)  # the driver's own watcher
     proc = sidecar(runs.emu, bundle, token, 0.5)
     try:
-        time.sleep(1.0)
+        assert wait_for(lambda: heartbeats(runs.emu, run_id), 20)
         with runs.emu.client("operator") as c:
             c.cancel(run_id, "stop it")
         started = time.monotonic()
-        assert driver.wait(10) == -signal.SIGTERM
-        assert time.monotonic() - started < 0.5 + 3.0  # one interval, plus slack for load
+        assert driver.cancelled.wait(15)
+        assert time.monotonic() - started < 0.5 + 0.5 + 5.0  # two ticks, plus slack for load
     finally:
-        driver.kill()
+        driver.watch.stop()
         proc.kill()
 
 
@@ -415,8 +415,7 @@ class FlippingProxy:
 
 def test_an_unsigned_cancel_from_the_network_stops_nothing(runs: Runs, pod: Any) -> None:
     run_id, bundle, token = pod
-    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    (bundle / "driver.pid").write_text(str(driver.pid))
+    driver = DriverStandIn(runs.emu, bundle, run_id)
     proxy = FlippingProxy(runs.emu.url)
     argv = command(
         bundle, proxy.url, token, runs.emu.state / "tee", 0.3, trust_root=runs.emu.trust_root
@@ -429,13 +428,14 @@ def test_an_unsigned_cancel_from_the_network_stops_nothing(runs: Runs, pod: Any)
         while proxy.flipped < 5 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert proxy.flipped >= 5
-        assert driver.poll() is None  # still running: the forged cancel was ignored
+        assert not driver.cancelled.is_set()  # the forged cancels were ignored
+        assert not (bundle / CANCEL_ORDER).exists()  # and never handed to the driver
         # A real cancel (signed by the control plane) still gets through the same proxy.
         with runs.emu.client("operator") as c:
             c.cancel(run_id, "stop it")
-        assert driver.wait(15) == -signal.SIGTERM
+        assert driver.cancelled.wait(15)
     finally:
-        driver.kill()
+        driver.watch.stop()
         proc.kill()
         _, err = proc.communicate(timeout=10)
         proxy.close()

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from heartbeat.cli import command
 from jobruntime.emulator.app import SERVICEBUS_ENV
 from jobruntime.emulator.process import EmulatorProcess
 from tests.conftest import Runs
+from tests.driver_standin import DriverStandIn, wait_for
 from tests.servicebus_broker import BrokerProcess
 from tests.servicebus_broker.fixture import servicebus_broker
 from verifier.run import verify_run
@@ -65,15 +64,6 @@ def beats(emu: EmulatorProcess, run_id: str) -> list[dict[str, Any]]:
         ]
 
 
-def wait_for(predicate: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_heartbeats_over_service_bus_arrive_in_order_and_cancel_comes_back(
     bus_world: tuple[EmulatorProcess, Runs], servicebus_broker: BrokerProcess, tmp_path: Path
 ) -> None:
@@ -82,8 +72,7 @@ def test_heartbeats_over_service_bus_arrive_in_order_and_cancel_comes_back(
     bundle = verify_run(runs.config(run_id)).parent
     token = tmp_path / "token"
     token.write_text(emu.token("verifier"))
-    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    (bundle / "driver.pid").write_text(str(driver.pid))
+    driver = DriverStandIn(emu, bundle, run_id)
     proc = sidecar(emu, bundle, token, servicebus_broker.connection_string)
     try:
         assert wait_for(lambda: len(beats(emu, run_id)) >= 3, 30)
@@ -96,9 +85,9 @@ def test_heartbeats_over_service_bus_arrive_in_order_and_cancel_comes_back(
         # A cancel reaches the sidecar through the cancel queue and stops the driver.
         with emu.client("operator") as c:
             c.cancel(run_id, "stop via the bus")
-        assert driver.wait(30) == -signal.SIGTERM
+        assert driver.cancelled.wait(30)
     finally:
-        driver.kill()
+        driver.watch.stop()
         (bundle / "driver-outcome.json").write_text(json.dumps({"outcome": "cancelled"}))
         proc.terminate()
         proc.wait(20)

@@ -34,8 +34,11 @@ from jobruntime.job import module as job_module
 from jobruntime.job.context import JobContext
 from jobruntime.job.errors import JobCancelledError, JobError
 from jobruntime.job.failure import describe_failure, leaky_spark_settings, quiet_python_logging
+from jobruntime.job.handoff import DRIVER_OUTCOME, DRIVER_UI, CancelWatch, write_atomically
 from jobruntime.job.log import JobLogger
 from jobruntime.native.errors import typed as native_refusal
+from jobruntime.signing.roots import RootLike
+from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.sparkconf.check import refuse_insecure_spark_conf
 from jobruntime.verification.consumer import load_pod_bundle
 
@@ -50,18 +53,25 @@ def _env(name: str) -> str:
 CANCELLING = threading.Event()
 
 
-def _announce(shared: Path, spark: Any) -> None:
-    """Tell the pod's sidecars who the driver is and where its REST API listens."""
-    (shared / "driver.pid").write_text(str(os.getpid()))
+def _announce(shared: Path, spark: Any, trust_root: RootLike, run_id: str) -> CancelWatch:
+    """Tell the sidecars where Spark's REST API listens; obey a cancel, from either side.
+
+    The heartbeat sidecar hands a verified cancel order over the memory volume (re-verified
+    here); the kubelet's SIGTERM (the pod deleted) cancels the same way.
+    """
     url = spark.sparkContext.uiWebUrl
     if url:
-        (shared / "driver-ui.url").write_text(url)
+        write_atomically(shared, DRIVER_UI, url)
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
+    def cancel() -> None:
         CANCELLING.set()
         spark.sparkContext.cancelAllJobs()
 
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        cancel()
+
     signal.signal(signal.SIGTERM, on_term)
+    return CancelWatch(shared, trust_root, run_id, cancel).start()
 
 
 def _finish(
@@ -73,9 +83,7 @@ def _finish(
         "reason": reason,
         "outputs": [o.model_dump() for o in outputs],
     }
-    tmp = shared / ".driver-outcome.tmp"
-    tmp.write_text(json.dumps(body))
-    tmp.replace(shared / "driver-outcome.json")
+    write_atomically(shared, DRIVER_OUTCOME, json.dumps(body))
 
 
 def run() -> int:
@@ -110,7 +118,8 @@ def run() -> int:
         spark.stop()
         raise ConfigError(f"Spark settings would write exception text out: {', '.join(leaks)}")
     register(spark)
-    _announce(shared, spark)
+    root = TrustRoot.load(pinned.trust_root)  # the root the bundle was verified against
+    watch = _announce(shared, spark, root, spec.run_id)
     log = JobLogger(spec.run_id, spec.job_id, fields=job_module.log_fields(module))
     ctx = JobContext(spark=spark, params=params, spec=spec, log=log, agent_socket=socket)
     outcome, reason, failure = "succeeded", None, None
@@ -133,6 +142,7 @@ def run() -> int:
             where = describe_failure(exc, path)
             outcome, reason = "failed", f"job.failed: {where}"
             failure = JobError(f"{spec.job_id}: {where}")
+    watch.stop()
     if CANCELLING.is_set():
         # The control plane already holds the run as cancelled: nothing to report.
         _finish(shared, "cancelled")

@@ -26,7 +26,8 @@ TEST_BIN = "/usr/bin/test"
 # on Kubernetes replaces with its own ConfigMap), named in the JVMs' options.
 LOG4J2_CONFIG = IMAGE_LOG4J2
 RUN_DIR = PurePosixPath("/run/jobruntime")
-"""The memory volume: the verified bundle, the driver's pid and outcome (its root is the
+"""The memory volume: the verified bundle, the driver's outcome, a verified cancel order
+(its root is the
 kubelet's: world-writable, root-owned)."""
 AGENT_DIR = RUN_DIR / "agent"
 """Created 0700 by the key agent itself: its socket and the run's Spark secret."""

@@ -41,8 +41,8 @@ Doc = dict[str, Any]
 TOKEN_MODE = 0o440
 """The token file: readable by the pod's group (fsGroup 185), never by others."""
 MEMORY_VOLUME_LIMIT = "16Mi"
-"""The bundle (at most a few hundred KiB), the Spark secret, the socket, the driver's pid
-and outcome; it counts against the pod's memory."""
+"""The bundle (at most a few hundred KiB), the Spark secret, the socket, the driver's
+outcome and a cancel order; it counts against the pod's memory."""
 SCRATCH_LIMIT = "1Gi"
 PROBE_PERIOD_SECONDS = 1
 PROBE_FAILURES = 120

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,9 @@ import pytest
 from jobruntime.attestation import AttestationReport, EmulatedTee, Product, ProductChain
 
 DATA = Path(__file__).parent / "data"
-AMD_DIR = Path(os.environ.get("AMD_CHAINS_DIR", Path(__file__).parents[3] / "shared" / "amd"))
+PINNED = resources.files("jobruntime.attestation") / "amd"
+"""The package's own pinned chains: the tests need nothing outside the repository."""
+SHARED_AMD = Path(__file__).parents[3] / "shared" / "amd"
 AMD_FILES = {
     Product.MILAN: "ask_ark_milan.pem",
     Product.GENOA: "ask_ark_genoa.pem",
@@ -31,9 +33,7 @@ def data(name: str) -> bytes:
 
 @pytest.fixture(scope="session")
 def amd_chains() -> dict[Product, ProductChain]:
-    if not AMD_DIR.is_dir():
-        pytest.skip(f"AMD ARK/ASK chains not found in {AMD_DIR} (set AMD_CHAINS_DIR)")
-    return {p: ProductChain.from_pem((AMD_DIR / f).read_bytes()) for p, f in AMD_FILES.items()}
+    return {p: ProductChain.from_pem((PINNED / f).read_bytes()) for p, f in AMD_FILES.items()}
 
 
 @pytest.fixture(scope="session")

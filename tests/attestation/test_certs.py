@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import pytest
@@ -21,7 +22,7 @@ from jobruntime.attestation import (
 from jobruntime.attestation.certs import _hwid
 from jobruntime.attestation.errors import CertificateError, ChainError
 
-from .conftest import AMD_DIR, AMD_FILES, data
+from .conftest import AMD_FILES, PINNED, SHARED_AMD, data
 
 GENUINE_VCEKS = ["milan_vcek.der", "genoa_vcek.pem", "milan_vlek.der", "turin_vcek.der"]
 
@@ -37,7 +38,24 @@ def test_published_amd_chain_loads_and_verifies(amd_chains, product: Product) ->
     assert chain.ark.is_issued_by(chain.ark)  # self-signed, RSA-PSS SHA-384
     assert chain.ask.is_issued_by(chain.ark)
     assert ProductChain.from_pem(chain.to_pem()).ask.der == chain.ask.der
-    assert chain.to_pem() == (AMD_DIR / AMD_FILES[product]).read_text()
+    assert chain.to_pem() == (PINNED / AMD_FILES[product]).read_text()
+
+
+# Of the files AMD publishes (kdsintf.amd.com/vcek/v1/<product>/cert_chain).
+AMD_PUBLISHED_SHA256 = {
+    "ask_ark_milan.pem": "22e62f8d2c21a156470145fc75f7b5a377cb053ced3e97f0bd3f8d8ca5941ce6",
+    "ask_ark_genoa.pem": "e6ecc853fa56d3170a624d40851f98a1036f974b50204ea69e6aec91d777aca3",
+    "ask_ark_turin_vcek.pem": "cc9a52fbed3fbc6e4a0a50149a541a75938f975658909c2a6084767829b36e85",
+}
+
+
+def test_the_package_pins_exactly_amds_published_chains() -> None:
+    """The tests use the package's chains; these digests tie them to AMD's files."""
+    for name, digest in AMD_PUBLISHED_SHA256.items():
+        assert hashlib.sha256((PINNED / name).read_bytes()).hexdigest() == digest, name
+        shared = SHARED_AMD / name  # beside the checkout in CI; not needed by any test
+        if shared.is_file():
+            assert shared.read_bytes() == (PINNED / name).read_bytes(), name
 
 
 def test_published_asvk_chain_endorses_vleks() -> None:
