@@ -45,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobruntime.cluster.spark_home import default_conf_dir
+from jobruntime.dev.process import ManagedProcess
 from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.job import pods
 from jobruntime.job.handoff import DRIVER_OUTCOME
@@ -94,6 +95,13 @@ class HighWater(threading.Thread):
                 return
             self.peak_kb = max(self.peak_kb, hwm[0])
             time.sleep(0.005)
+
+
+def popen(managed: ManagedProcess) -> subprocess.Popen[Any]:
+    """Started; the bare process, for ``wait4``'s resource usage."""
+    managed.start()
+    assert managed.proc is not None
+    return managed.proc
 
 
 def start(launch: Callable[[], subprocess.Popen[Any]]) -> tuple[subprocess.Popen[Any], HighWater]:
@@ -178,8 +186,7 @@ def key_agent(
     socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = run.plan.work / role / "key-agent.log"
     started = time.perf_counter()
-    with log.open("wb") as err:
-        proc, watch = start(lambda: pod.start(pods.KEY_AGENT, stderr=err))
+    proc, watch = start(lambda: popen(pod.managed(pods.KEY_AGENT, log)))
     deadline = time.monotonic() + 60
     while not socket.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -226,8 +233,7 @@ def measure(emu: EmulatorProcess, work: Path, beats: int) -> tuple[list[Usage], 
     executor_verifier = verifier(run, run.executor, "executor")  # before the run ends
     hb_log = run.plan.work / "driver" / "heartbeat.log"
     hb_started = time.perf_counter()
-    with hb_log.open("wb") as err:
-        hb_proc, hb_watch = start(lambda: run.driver.start(pods.HEARTBEAT, stderr=err))
+    hb_proc, hb_watch = start(lambda: popen(run.driver.managed(pods.HEARTBEAT, hb_log)))
     wrapped: dict[str, str] = {}
     driver_agent = key_agent(run, run.driver, "driver", ids, wrapped)
     executor_agent = key_agent(run, run.executor, "executor", ids, wrapped)

@@ -15,9 +15,10 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def open_private(path: Path) -> BinaryIO:
-    """Open for writing, truncated, readable by its owner only (logs of a run)."""
+def open_private(path: Path, *, append: bool = False) -> BinaryIO:
+    """Open for writing, truncated (or appended to), readable by its owner only (logs)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    mode = os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
     os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "wb")
+    return os.fdopen(fd, "ab" if append else "wb")

@@ -14,16 +14,15 @@ as a context manager from scripts.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
+from jobruntime.dev.process import ManagedProcess, ProcessStartError
 from jobruntime.storage.azure import DEVSTORE_ACCOUNT_NAME, development_connection_string
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +42,7 @@ class AzuriteProcess:
         self.workdir = workdir
         self.binary = binary
         self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self.proc: ManagedProcess | None = None
 
     @property
     def blob_endpoint(self) -> str:
@@ -66,10 +64,7 @@ class AzuriteProcess:
         cmd = [str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", "0"]
         cmd += ["--inMemoryPersistence", "--extentMemoryLimit", "512"]
         cmd += ["--disableTelemetry", "--skipApiVersionCheck", "--silent"]
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            cmd, cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        self.proc = ManagedProcess("azurite", cmd, self.log_path, cwd=self.workdir).start()
         try:
             deadline = time.monotonic() + timeout
             self.port = self._wait_for_port(deadline)
@@ -85,15 +80,15 @@ class AzuriteProcess:
 
     def _wait_for_port(self, deadline: float) -> int:
         assert self.proc is not None
-        while True:
+
+        def port() -> int | None:
             found = _LISTENING.search(self.log_path.read_bytes())
-            if found:
-                return int(found.group(1))
-            if self.proc.poll() is not None:
-                raise self._fail(f"exited with status {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                raise self._fail("did not start listening in time")
-            time.sleep(0.05)
+            return int(found.group(1)) if found else None
+
+        try:
+            return self.proc.wait_ready(port, deadline - time.monotonic(), "listening port")
+        except ProcessStartError as exc:
+            raise self._fail(exc.message) from None
 
     def _wait_until_answering(self, deadline: float) -> None:
         url = f"{self.blob_endpoint}?comp=list"
@@ -109,17 +104,9 @@ class AzuriteProcess:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            self.proc.stop()
         self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def __enter__(self) -> AzuriteProcess:
         return self.start()

@@ -31,12 +31,13 @@ from jobruntime.cluster import (
     spark_bin,
     spark_env,
 )
-from jobruntime.cluster.procs import cmdline, free_port, group_members, spawn, stop_groups
 from jobruntime.cluster.standalone import (
     alive_workers,
     daemon_env,
     master_status,
 )
+from jobruntime.dev.process import ManagedProcess
+from jobruntime.dev.procs import cmdline, free_port, group_members
 
 pytestmark = pytest.mark.slow
 
@@ -152,13 +153,12 @@ def extra_worker(info: ClusterInfo, where: Path, secret: str) -> Iterator[tuple[
     (ours.state_dir / "work" / "0").mkdir(parents=True)
     env = daemon_env(secret)
     log = ours.state_dir / "worker.log"
-    proc = spawn(cmd, env, log, ours.state_dir)
+    proc = ManagedProcess("extra-worker", cmd, log, env=env, cwd=ours.state_dir).start()
     try:
         assert not any(secret in a for a in cmd)
         yield proc.pid, f"http://127.0.0.1:{webui}", log
     finally:
-        stop_groups([proc.pid])
-        proc.wait(5)
+        proc.stop()
     assert group_members(proc.pid) == []
     assert mentioning(str(ours.state_dir)) == []
 
@@ -262,24 +262,14 @@ def test_a_driver_with_a_wrong_secret_cannot_register(
     cmd = [str(spark_bin("spark-submit")), *args, str(script), str(tmp_path), name]
     assert not any(wrong in a or info.secret() in a for a in cmd)
     started = time.monotonic()
-    with (tmp_path / "driver.log").open("w+") as log:
-        proc = subprocess.Popen(
-            cmd,
-            env=spark_env(),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            rc = proc.wait(120)
-            left = group_members(proc.pid)
-        finally:
-            stop_groups([proc.pid])
-            proc.wait(5)
-        took = time.monotonic() - started
-        log.seek(0)
-        out = log.read()
+    proc = ManagedProcess("driver", cmd, tmp_path / "driver.log", env=spark_env(), cwd=tmp_path)
+    try:
+        rc = proc.start().wait(120)
+        left = group_members(proc.pid)
+    finally:
+        proc.stop()
+    took = time.monotonic() - started
+    out = (tmp_path / "driver.log").read_text()
     assert left == []
     assert rc != 0, out[-3000:]
     assert (tmp_path / "started").read_text() == "started"

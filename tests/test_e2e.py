@@ -8,8 +8,10 @@ source, the owners' own encrypt and decrypt. Only the TEE is emulated.
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -122,9 +124,25 @@ def run(plan: SubmitPlan) -> SubmitResult:
     return submit(plan, lambda _line: None)
 
 
+OVERLAP_LINES: list[str] = []
+"""What ``submit`` reported during the overlap run: steps, job-log lines, Spark progress."""
+
+
 @pytest.fixture(scope="module")
 def overlap_run(world: World) -> SubmitResult:
-    return run(world.plan(ROOT / "jobs" / "overlap.py", "overlap"))
+    plan = world.plan(ROOT / "jobs" / "overlap.py", "overlap")
+    return submit(plan, OVERLAP_LINES.append)
+
+
+def test_submit_streams_the_job_log_and_spark_progress(overlap_run: SubmitResult) -> None:
+    assert overlap_run.exit_code == 0
+    job = [line for line in OVERLAP_LINES if line.startswith("job overlap: ")]
+    assert job[0] == "job overlap: job_started"
+    assert job[-1] == "job overlap: job_finished"
+    assert any(line.startswith("Spark UI at http://") for line in OVERLAP_LINES)
+    progress = [line for line in OVERLAP_LINES if line.startswith("spark: jobs ")]
+    assert progress, OVERLAP_LINES
+    assert any(line.startswith("jobruntime: wrote overlap version ") for line in OVERLAP_LINES)
 
 
 def test_overlap_on_local2_equals_pandas(world: World, overlap_run: SubmitResult) -> None:
@@ -334,7 +352,9 @@ def run(ctx):
 """
 
 
-def test_cancel_stops_a_running_spark_job(world: World) -> None:
+def test_ctrl_c_cancels_the_run_and_stops_its_spark_job(world: World) -> None:
+    """SIGINT to ``submit`` (a terminal's Ctrl-C) cancels the run at the control plane; the
+    order reaches the driver through the heartbeat sidecar and the pod volume."""
     module = job_file(world, SLOW_JOB)
     plan = world.plan(module, "cancelled", heartbeat_interval=3.0)  # no timeout under load
     run_ids: list[str] = []
@@ -346,8 +366,7 @@ def test_cancel_stops_a_running_spark_job(world: World) -> None:
 
             def later() -> None:
                 time.sleep(15)  # the driver is up and the slow stage is running
-                with world.emu.client("operator") as c:
-                    c.cancel(run_ids[0], "stop the slow job")
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as in a terminal
 
             threading.Thread(target=later, daemon=True).start()
 
@@ -356,7 +375,10 @@ def test_cancel_stops_a_running_spark_job(world: World) -> None:
     assert result.exit_code == 29, driver_reason(result.driver_log)  # type: ignore[arg-type]
     assert time.monotonic() - started < 120  # well before the job's own end (~150 s)
     with world.emu.client("operator") as c:
-        assert c.status(result.run_id).state is RunState.CANCELLED
+        status = c.status(result.run_id)
+    assert status.state is RunState.CANCELLED
+    assert status.cancel_reason == "cancelled with Ctrl-C by the submitter"
+    assert not (world.tmp / "cancelled").exists()  # nothing published, nothing staged left
 
 
 CAST_JOB = """

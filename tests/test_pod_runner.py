@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from jobruntime.cli.main import main
-from jobruntime.cluster.procs import cmdline
+from jobruntime.dev.procs import cmdline
 from jobruntime.cluster.spark_home import default_conf_dir
 from jobruntime.controlplane.api import RunState
 from jobruntime.dev.errors import PodFailedError, SecretMissingError, UnmappedPathError

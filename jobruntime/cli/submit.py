@@ -9,11 +9,13 @@ from typing import Any
 from rich.console import Console
 
 from jobruntime.errors import ConfigError
+from jobruntime.job.errors import JobCancelledError
 from jobruntime.job.params import parse_value, read_params_file
 from jobruntime.job.submit import SubmitPlan, driver_reason, submit
 from jobruntime.storage.uri import canonical_uri
 
 console = Console(stderr=True, highlight=False)
+CANCELLED_EXIT = JobCancelledError.exit_code
 
 
 def register(sub: Any) -> None:
@@ -110,9 +112,16 @@ def run(args: argparse.Namespace) -> int:
             status.update(line)
             console.log(line)
 
-        result = submit(plan, report)
+        try:
+            result = submit(plan, report, progress=status.update)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/yellow]: the run was cancelled")
+            return 130
     for title, seconds in result.timings:
         console.print(f"  {seconds:6.1f} s  {title}")
+    if result.exit_code == CANCELLED_EXIT:
+        console.print(f"[yellow]run {result.run_id} cancelled[/yellow]")
+        return result.exit_code
     if result.exit_code != 0:
         reason = driver_reason(result.driver_log) if result.driver_log else ""
         console.print(f"[red]run {result.run_id} failed[/red] (exit {result.exit_code}): {reason}")

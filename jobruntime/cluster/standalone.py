@@ -22,17 +22,17 @@ import http.client
 import json
 import re
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cluster import procs
 from jobruntime.cluster.errors import ClusterConfigError, ClusterStartError
 from jobruntime.cluster.info import ClusterInfo, write_private
 from jobruntime.cluster.spark_home import LOOPBACK, spark_bin, spark_env
+from jobruntime.dev import procs
+from jobruntime.dev.process import ManagedProcess
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -91,7 +91,7 @@ class StandaloneCluster:
         self.conf_dir = conf_dir
         self.start_timeout = start_timeout
         self.cleaned_stale = False
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: dict[str, ManagedProcess] = {}
 
     @property
     def state_file(self) -> Path:
@@ -184,8 +184,8 @@ class StandaloneCluster:
 
     def _spawn(self, role: str, cmd: list[str], env: dict[str, str], info: ClusterInfo) -> None:
         """Start one daemon and record its pid at once, so a crash here leaves no orphan."""
-        proc = procs.spawn(cmd, env, self.log_file(role), self.state_dir)
-        self._procs[role] = proc
+        proc = ManagedProcess(role, cmd, self.log_file(role), env=env, cwd=self.state_dir)
+        self._procs[role] = proc.start()
         info.pids[role] = proc.pid
         info.save(self.state_file)
 
@@ -194,10 +194,9 @@ class StandaloneCluster:
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             for role, proc in self._procs.items():
-                if proc.poll() is not None:
+                if proc.returncode is not None:
                     raise ClusterStartError(
-                        f"spark {role} exited with code {proc.returncode}: "
-                        + procs.log_tail(self.log_file(role))
+                        f"spark {role} exited with code {proc.returncode}: {proc.tail()}"
                     )
             status = master_status(info.ports["master-webui"])
             if status.get("status") == "ALIVE" and alive_workers(status) >= workers:
@@ -235,8 +234,7 @@ class StandaloneCluster:
         if master is not None and ours("master", master):
             procs.stop_groups([master])
         for proc in self._procs.values():
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(1)
+            proc.wait(1)
         self._procs.clear()
 
     def _clear(self) -> None:

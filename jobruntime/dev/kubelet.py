@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobruntime.attestation.providers.choose import EMULATED_HOST_DATA_ENV
-from jobruntime.cluster import procs
 from jobruntime.dev.errors import ContainerStatus, PodFailedError
 from jobruntime.dev.launch import LocalContainer, LocalPodPlan
-from jobruntime.fsutil import open_private
+from jobruntime.dev.process import ManagedProcess
 
 TERMINATION_LIMIT = 4096
 """Bytes of a termination message Kubernetes keeps."""
@@ -45,7 +43,7 @@ class Kubelet:
     log_dir: Path
     grace: float = 30.0
     init_timeout: float = 120.0
-    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    running: dict[str, ManagedProcess] = field(default_factory=dict)
     statuses: dict[str, ContainerStatus] = field(default_factory=dict)
     launched_host_data: str | None = None
     """What the last container started was launched with (measured at each launch)."""
@@ -61,7 +59,7 @@ class Kubelet:
             elif c.kind == "sidecar":
                 self._start_sidecar(c)
 
-    def start_main(self) -> subprocess.Popen[bytes]:
+    def start_main(self) -> ManagedProcess:
         (main,) = [c for c in self.plan.containers if c.kind == "main"]
         return self._start(main)
 
@@ -73,10 +71,7 @@ class Kubelet:
         """The main container's end (stopped after ``timeout``); then the sidecars stop."""
         name = self.main_name()
         proc = self.running[name]
-        try:
-            code: int | None = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = proc.wait(timeout)
         self._end(proc)
         self.running.pop(name, None)
         status = self._status(name, code, "" if code == 0 else None)
@@ -91,39 +86,27 @@ class Kubelet:
             self._end(proc)
             self.statuses.setdefault(name, self._status(name, proc.returncode, ""))
 
-    def _end(self, proc: subprocess.Popen[bytes]) -> None:
+    def _end(self, proc: ManagedProcess) -> None:
         """Stop the process and whatever it started (its session's group), if still there.
 
         Also when it has exited itself: a Worker's executors can outlive it.
         """
-        if proc.poll() is None or procs.group_members(proc.pid):
-            procs.stop_groups([proc.pid], self.grace)
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
+        proc.stop(self.grace)
 
     # --- containers -----------------------------------------------------------------
 
-    def _start(self, c: LocalContainer) -> subprocess.Popen[bytes]:
+    def _start(self, c: LocalContainer) -> ManagedProcess:
         name = c.launch.name
         self.launched_host_data = self.plan.pod.environment(name)[EMULATED_HOST_DATA_ENV]
-        with open_private(self.log(name)) as out:
-            proc = self.plan.pod.start(
-                name,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=c.cwd,
-                start_new_session=True,
-            )
+        proc = self.plan.pod.managed(name, self.log(name), cwd=c.cwd).start()
         self.running[name] = proc
         return proc
 
     def _run_to_completion(self, c: LocalContainer) -> None:
         name = c.launch.name
         proc = self._start(c)
-        try:
-            code = proc.wait(self.init_timeout)
-        except subprocess.TimeoutExpired:
+        code = proc.wait(self.init_timeout)
+        if code is None:
             self._end(proc)
             self.running.pop(name, None)
             self._fail(name, None, f"did not finish within {self.init_timeout:.0f} s")
@@ -143,7 +126,7 @@ class Kubelet:
         budget = max(c.probe_failures, 1) * max(c.probe_period, 0.1)
         deadline = time.monotonic() + budget
         while True:
-            if proc.poll() is not None:
+            if proc.returncode is not None:
                 self.running.pop(name, None)
                 self._fail(name, proc.returncode, None)
             if _probe(c.probe):

@@ -419,7 +419,7 @@ class PodRunner:
             for pod in executors:
                 name = pod.main_name()
                 proc = pod.running.get(name)
-                if proc is None or proc.poll() is not None:
+                if proc is None or proc.returncode is not None:
                     code = None if proc is None else proc.returncode
                     raise PodFailedError(
                         ContainerStatus(

@@ -1,18 +1,17 @@
 """Start and stop a real emulator subprocess on a free port of 127.0.0.1.
 
-Used by the demo, the tests and the benchmarks: one way to start it, wait for it
-(the URL file, then an authenticated health call) and stop it.
+Used by the demo, ``jobruntime submit``, the tests and the benchmarks: one way to start
+it, wait for it (the URL file, then an authenticated health call) and stop it. Its
+output goes to ``emulator.log`` in its state directory.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.dev.process import ManagedProcess
 from jobruntime.emulator.state import URL_FILE, load_tokens
 from jobruntime.errors import JobRuntimeError
 
@@ -27,7 +26,7 @@ class EmulatorProcess:
         self.state = state
         self.owners = owners
         self.tls = tls
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ManagedProcess | None = None
         self.port = 0
         self.url = ""
 
@@ -67,18 +66,8 @@ class EmulatorProcess:
         ]
         if self.tls:
             cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + 30
-        while not (self.state / URL_FILE).exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"emulator did not start: {err[-2000:]}")
-            time.sleep(0.05)
+        self.proc = ManagedProcess("emulator", cmd, self.state / "emulator.log", append=True)
+        self.proc.start().wait_ready((self.state / URL_FILE).exists, 30, "URL file")
         self.url = (self.state / URL_FILE).read_text().strip()
         self.port = int(self.url.rsplit(":", 1)[1])
         with self.client("operator") as c:
@@ -107,13 +96,8 @@ class EmulatorProcess:
         return emu
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            self.proc.stop()
         self.proc = None
 
     def restart(self) -> None:

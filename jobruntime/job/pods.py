@@ -11,15 +11,14 @@ spec names before the owners approve it.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobruntime.cluster.spark_home import spark_env
+from jobruntime.dev.process import ProcessStartError
 from jobruntime.errors import ConfigError, JobRuntimeError
 from jobruntime.spec.models import Workload
 from jobruntime.verification.pinned import DEV_ENV
@@ -193,25 +192,15 @@ def key_agent(pod: LocalPod, plan: PodPlan, role: str, timeout: float = 60) -> I
     """The key-agent sidecar, up once its socket exists; stopped (socket removed) after."""
     socket = plan.socket(role)
     socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log_path = plan.work / role / "key-agent.log"
-    with log_path.open("wb") as log:
-        proc = pod.start(KEY_AGENT, stderr=log)
+    proc = pod.managed(KEY_AGENT, plan.work / role / "key-agent.log").start()
     try:
-        deadline = time.monotonic() + timeout
-        while not socket.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                err = log_path.read_text(errors="replace")
-                lines = [ln for ln in err.splitlines() if ln.startswith("keyagent: ")]
-                raise ConfigError(f"key agent did not start: {(lines or [err[-300:]])[-1]}")
-            time.sleep(0.05)
+        try:
+            proc.wait_ready(socket.exists, timeout, "its socket")
+        except ProcessStartError:
+            proc.stop()
+            err = proc.log.read_text(errors="replace")
+            lines = [ln for ln in err.splitlines() if ln.startswith("keyagent: ")]
+            raise ConfigError(f"key agent did not start: {(lines or [err[-300:]])[-1]}") from None
         yield socket
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        proc.stop()

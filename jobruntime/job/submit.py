@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,12 @@ from jobruntime.cluster.spark_home import spark_bin
 from jobruntime.cluster.standalone import StandaloneCluster
 from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy, RunState
 from jobruntime.dataset.owner import describe
+from jobruntime.dev.process import ManagedProcess
 from jobruntime.emulator.process import EmulatorProcess
-from jobruntime.errors import ConfigError, NotFoundError
-from jobruntime.fsutil import open_private
+from jobruntime.errors import ConfigError, JobRuntimeError, NotFoundError
 from jobruntime.job import driver, pods
 from jobruntime.job import params as job_params
+from jobruntime.job.follow import LogFollower, ProgressWatch, job_line, progress_line
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
@@ -221,20 +221,14 @@ def pod_plan(plan: SubmitPlan, emu: EmulatorProcess, run_id: str, work: Path) ->
 
 
 @contextmanager
-def heartbeat_sidecar(
-    pod: LocalPod, interval: float, log_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
+def heartbeat_sidecar(pod: LocalPod, interval: float, log_path: Path) -> Iterator[ManagedProcess]:
     """The heartbeat sidecar beside the driver; it exits after the driver's final word."""
-    with open_private(log_path) as log:
-        proc = pod.start(pods.HEARTBEAT, stdout=log, stderr=subprocess.STDOUT)
+    proc = pod.managed(pods.HEARTBEAT, log_path).start()
     try:
         yield proc
     finally:
-        try:
-            proc.wait(timeout=interval * 3 + 5)  # its final heartbeat
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            proc.wait(10)
+        if proc.wait(timeout=interval * 3 + 5) is None:  # its final heartbeat
+            proc.stop()
 
 
 def prepare(plan: SubmitPlan, emu: EmulatorProcess, work: Path, report: Report) -> LocalRun:
@@ -253,7 +247,9 @@ def prepare(plan: SubmitPlan, emu: EmulatorProcess, work: Path, report: Report) 
     return LocalRun(run_id, out_keys, pp, driver_pod, executor_pod)
 
 
-def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
+def submit(plan: SubmitPlan, report: Report, progress: Report | None = None) -> SubmitResult:
+    """The whole local flow; ``report`` gets each step and job-log line, ``progress``
+    (default ``report``) Spark's progress as it changes. Ctrl-C cancels the run."""
     timings: list[tuple[str, float]] = []
 
     @contextmanager
@@ -275,25 +271,75 @@ def submit(plan: SubmitPlan, report: Report) -> SubmitResult:
                 _approve(emu, run.run_id, plan.auto_approve, report)
             log = plan.state / "runs" / f"{run.run_id}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            with step("job-verifier: checks 1-10, attestation and claim"):
-                pods.run_verifier(run.driver, run.pod_plan, "driver")
-            with ExitStack() as stack:
-                with step("key agent: attest once, release the spec's keys"):
-                    stack.enter_context(pods.key_agent(run.driver, run.pod_plan, "driver"))
-                stack.enter_context(
-                    heartbeat_sidecar(
-                        run.driver,
-                        plan.heartbeat_interval,
-                        plan.state / "runs" / f"heartbeat-{work.name}.log",
+            try:
+                with step("job-verifier: checks 1-10, attestation and claim"):
+                    pods.run_verifier(run.driver, run.pod_plan, "driver")
+                with ExitStack() as stack:
+                    with step("key agent: attest once, release the spec's keys"):
+                        stack.enter_context(pods.key_agent(run.driver, run.pod_plan, "driver"))
+                    stack.enter_context(
+                        heartbeat_sidecar(
+                            run.driver,
+                            plan.heartbeat_interval,
+                            plan.state / "runs" / f"heartbeat-{work.name}.log",
+                        )
                     )
-                )
-                with step(f"spark-submit on {plan.master}"), open_private(log) as out:
-                    code = run.driver.run(
-                        pods.DRIVER, stdout=out, stderr=subprocess.STDOUT, timeout=3600
-                    ).returncode
+                    with step(f"spark-submit on {plan.master}"):
+                        code = drive(run, emu, log, report, progress or report)
+            except KeyboardInterrupt:  # before or while the driver runs: end the run too
+                _cancel_quietly(emu, run.run_id)
+                raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return SubmitResult(run.run_id, code, dict(plan.outputs), run.output_keys, timings, log)
+
+
+def _cancel_quietly(emu: EmulatorProcess, run_id: str) -> None:
+    with suppress(JobRuntimeError), emu.client("submitter", retry_for=2.0) as c:
+        c.cancel(run_id, "cancelled with Ctrl-C by the submitter")
+
+
+def drive(run: LocalRun, emu: EmulatorProcess, log: Path, report: Report, progress: Report) -> int:
+    """The driver container until it exits, its job log and Spark's progress passed on.
+
+    Ctrl-C cancels the run at the control plane: the order reaches the driver as in a pod
+    (heartbeat sidecar, then the memory volume), so its Spark jobs stop, nothing half
+    written is published and the run ends ``cancelled``. A second Ctrl-C stops the
+    driver at once.
+    """
+    proc = run.driver.managed(pods.DRIVER, log).start()
+    follower = LogFollower(log)
+    watch = ProgressWatch(run.pod_plan.bundle_dir("driver"), run.run_id)
+    shown, next_poll, cancelling = "", 0.0, False
+    try:
+        while True:
+            try:
+                code = proc.wait(0.25)
+                for line in follower.lines():
+                    text = job_line(line)
+                    if text is not None:
+                        report(text)
+                if code is not None:
+                    return code
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + 0.5
+                    had_ui = watch.ui_url
+                    now = watch.read()
+                    if watch.ui_url and not had_ui:
+                        report(f"Spark UI at {watch.ui_url}")
+                    if now is not None and now.jobs_total and progress_line(now) != shown:
+                        shown = progress_line(now)
+                        progress(shown)
+            except KeyboardInterrupt:
+                if cancelling:
+                    report("stopping the driver now")
+                    proc.stop(grace=5.0)
+                    raise
+                cancelling = True
+                report(f"Ctrl-C: cancelling {run.run_id} (Ctrl-C again to stop at once)")
+                _cancel_quietly(emu, run.run_id)
+    finally:
+        proc.stop()
 
 
 def driver_reason(log: Path) -> str:

@@ -21,9 +21,11 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobruntime.attestation.providers.choose import EMULATED_HOST_DATA_ENV
+from jobruntime.dev.process import ManagedProcess
 from jobruntime.workload.pod import ContainerLaunch, host_data
 
 _MACHINE = frozenset({"HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "TERM"})
@@ -73,6 +75,7 @@ class LocalPod:
         c = self.container(name)
         return subprocess.run(list(c.argv), env=self.environment(name), **kwargs)
 
-    def start(self, name: str, **kwargs: Any) -> subprocess.Popen[Any]:
+    def managed(self, name: str, log: Path, cwd: Path | None = None) -> ManagedProcess:
+        """Container ``name`` as a managed process (not started): output to ``log``."""
         c = self.container(name)
-        return subprocess.Popen(list(c.argv), env=self.environment(name), **kwargs)
+        return ManagedProcess(name, c.argv, log, env=self.environment(name), cwd=cwd)

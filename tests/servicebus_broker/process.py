@@ -8,15 +8,13 @@ string can reconnect.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import IO
+
+from jobruntime.dev.process import ManagedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The SDK only takes this exact spelling (value compared case-sensitively to "true").
@@ -55,8 +53,7 @@ class BrokerProcess:
         self.lock_duration = lock_duration
         self.max_delivery_count = max_delivery_count
         self.verbose = verbose
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self.proc: ManagedProcess | None = None
 
     @property
     def port_file(self) -> Path:
@@ -79,24 +76,9 @@ class BrokerProcess:
         cmd += ["--max-delivery-count", str(self.max_delivery_count)]
         if self.verbose:
             cmd.append("--verbose")
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + timeout
+        self.proc = ManagedProcess("broker", cmd, self.log_path, cwd=REPO_ROOT, append=True)
         try:
-            while not self.port_file.exists():
-                if self.proc.poll() is not None:
-                    raise BrokerError(
-                        f"broker exited with {self.proc.returncode}: {self.log_tail()}"
-                    )
-                if time.monotonic() > deadline:
-                    raise BrokerError(f"broker did not start in {timeout:.0f} s: {self.log_tail()}")
-                time.sleep(0.02)
+            self.proc.start().wait_ready(self.port_file.exists, timeout, "port file")
             self.port = int(self.port_file.read_text().strip())
             with socket.create_connection((self.host, self.port), timeout=5):
                 pass
@@ -112,17 +94,9 @@ class BrokerProcess:
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            self.proc.stop()
         self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def restart(self) -> None:
         """Stop and start again on the same port (the queues start empty)."""

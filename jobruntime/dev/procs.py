@@ -1,4 +1,4 @@
-"""Daemon processes: start in their own session, check liveness, stop a whole group.
+"""Process groups: check liveness, stop a whole group (``process.ManagedProcess`` starts them).
 
 Each daemon is started with ``start_new_session``, so its pid is also its process
 group id, and the executors and Python workers a Worker starts inherit that group:
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterable
 from contextlib import suppress
@@ -25,20 +24,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in a new session, output (stdout and stderr) to a fresh ``log``."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
 
 
 def _reap(pid: int) -> None:
