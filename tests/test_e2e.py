@@ -415,3 +415,40 @@ def test_a_cast_failing_on_a_value_leaves_it_in_no_log_message_or_file(world: Wo
                 scanned += 1
                 assert needle not in f.read_bytes(), f"{f} holds the value"
     assert scanned >= 2
+
+
+FLAKY_WRITE_JOB = """
+def run(ctx):
+    from pyspark import TaskContext
+    from pyspark.sql import functions as F
+
+    @F.udf("string")
+    def flaky(email):
+        tc = TaskContext.get()
+        if tc.partitionId() == 1 and tc.attemptNumber() == 0:
+            raise RuntimeError("the first attempt of partition 1 dies")
+        return email
+
+    df = ctx.read("customers_a").repartition(3).withColumn("email", flaky("email"))
+    ctx.write(df, "overlap")
+"""
+
+
+def test_a_task_retried_during_a_native_write_publishes_one_complete_version(
+    world: World,
+) -> None:
+    """Spark retries the failed write task (``local[2,2]``: 2 attempts); the retry's parts
+    are the ones committed, once: every row exactly once, one version, staging gone."""
+    module = job_file(world, FLAKY_WRITE_JOB)
+    result = run(world.plan(module, "retried", master="local[2,2]"))
+    assert result.exit_code == 0, driver_reason(result.driver_log)  # type: ignore[arg-type]
+    log = result.driver_log.read_text()  # type: ignore[union-attr]
+    assert "native_parquet_unavailable" not in log  # the native path wrote it
+    table = world.decrypt(result.outputs["overlap"], "org-a/overlap")
+    assert sorted(table.column("email").to_pylist()) == sorted(world.a["email"])
+    target = world.tmp / "retried"
+    assert [p.name for p in (target / "_manifests").iterdir()] == ["v000001.json"]
+    (version,) = [p for p in target.iterdir() if p.name.startswith("v")]
+    assert len(list(version.iterdir())) == 3  # one part per partition, the retry's
+    staging = target / "_staging"
+    assert not staging.exists() or not any(staging.rglob("*.parquet"))

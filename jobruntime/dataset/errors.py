@@ -1,8 +1,11 @@
-"""Why an encrypted dataset could not be read or written; messages name dataset and file."""
+"""Why an encrypted dataset could not be read or written; messages name dataset and file.
+
+Also why the plaintext file an owner encrypts could not be read (``source.*``).
+"""
 
 from __future__ import annotations
 
-from jobruntime.errors import JobRuntimeError
+from jobruntime.errors import ConfigError, JobRuntimeError
 
 
 class DatasetError(JobRuntimeError):
@@ -76,3 +79,24 @@ class VersionConflictError(DatasetError):
     """Another writer published this version first."""
 
     code = "dataset.version_conflict"
+
+
+# --- the plaintext an owner encrypts (a local file: exit 2, like any unusable input) ------
+
+
+class SourceError(ConfigError):
+    """The CSV or Parquet file to encrypt cannot be read; nothing was written."""
+
+    code = "source.invalid"
+
+
+class SourceMalformedError(SourceError):
+    """The file to encrypt is malformed; a CSV's fault names line and column, never a value."""
+
+    code = "source.malformed"
+
+
+class SourceEmptyError(SourceError):
+    """The file to encrypt has no rows; refused, as an empty version would replace the data."""
+
+    code = "source.empty"

@@ -17,30 +17,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jobruntime.dataset import files, versions
-from jobruntime.dataset.errors import DatasetError, ManifestMissingError
+from jobruntime.dataset.errors import DatasetError, ManifestMissingError, SourceEmptyError
 from jobruntime.dataset.keyops import MasterKeyOps
 from jobruntime.dataset.manifest import Manifest
 from jobruntime.errors import ConfigError
 from jobruntime.storage.base import Storage
 
 Progress = Callable[[int], None]  # rows done so far
-
-
-def source_batches(
-    path: Path, batch_rows: int = 64 * 1024
-) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """CSV or Parquet, streamed in batches so a large source never sits in memory whole."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            pf = pq.ParquetFile(path)
-            return pf.schema_arrow, pf.iter_batches(batch_size=batch_rows)
-        if suffix == ".csv":
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22))
-            return reader.schema, iter(reader)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ConfigError(f"cannot read {path}: {type(exc).__name__}") from None
-    raise ConfigError(f"{path}: only .csv and .parquet sources are supported")
 
 
 def encrypt(
@@ -53,6 +36,15 @@ def encrypt(
     rows_per_file: int = 1_000_000,
     progress: Progress | None = None,
 ) -> Manifest:
+    """Encrypt the batches into a new version of exactly ``rows_per_file`` rows per file
+    (the last file holds the rest; never an empty file) and publish it.
+
+    Nothing is visible unless the version is published: on any failure, the source's
+    included, the staged parts are removed. No rows at all is refused
+    (:class:`SourceEmptyError`): an empty version would replace the dataset's rows.
+    """
+    if rows_per_file < 1:
+        raise ConfigError(f"rows per file must be at least 1, not {rows_per_file}")
     write_id = versions.new_write_id()
     staged: list[tuple[int, files.WrittenFile]] = []
     done = 0
@@ -64,21 +56,31 @@ def encrypt(
             done += part.rows
             if progress:
                 progress(done)
+        if not staged:
+            raise SourceEmptyError(f"{uri}: no rows to encrypt (an empty version is refused)")
         return versions.commit(storage, uri, ops, schema, staged, registry)
     finally:
         versions.abort(storage, write_id)
 
 
 def _chunks(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+    """Exactly ``rows`` rows per chunk, the last one the rest; never an empty chunk.
+
+    Batches are sliced (no copy) where a chunk ends; a chunk is yielded as soon as it is
+    full, so the next one starts only when another row comes.
+    """
     chunk: list[pa.RecordBatch] = []
     size = 0
     for batch in batches:
-        chunk.append(batch)
-        size += batch.num_rows
-        if size >= rows:
-            yield chunk
-            chunk, size = [], 0
-    if chunk or size == 0:
+        while batch.num_rows:
+            take = min(rows - size, batch.num_rows)
+            chunk.append(batch.slice(0, take))
+            size += take
+            batch = batch.slice(take)
+            if size == rows:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
         yield chunk
 
 
