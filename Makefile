@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP := $(VENV)/.bootstrapped
 
-.PHONY: install lock demo test lint typecheck unit bench openapi clean jar
+.PHONY: install lock demo test lint typecheck unit bench openapi clean jar attack-report
 
 # Dependencies come only from the hash-pinned locks in requirements/ (see README,
 # "Dependencies"): pip installs exactly what a lock names, at its version and hash, and
@@ -75,6 +75,11 @@ unit: $(STAMP) $(AZURITE) $(JAR)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Every attack and fault tried, as a table: threat, adversary, mechanism, test, result
+# (tests/adversarial; the same table, without results, is docs/attack-matrix.md).
+attack-report: $(STAMP) $(AZURITE) $(JAR)
+	$(BIN)/python scripts/attack_report.py --write-docs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/verifier_latency.py

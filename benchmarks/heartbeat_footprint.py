@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from heartbeat.cli import command
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from tests.conftest import Runs
 from verifier.run import verify_run
 

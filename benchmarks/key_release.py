@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobruntime.dataset.keyops import LocalMasterKey
-from jobruntime.emulator.process import EmulatorProcess
-from jobruntime.job import pods
+from jobruntime.dev import pods
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.keyagent.client import KeyAgentClient
 from tests.conftest import Runs
 from tests.pods import pod_run

@@ -2,7 +2,7 @@
 
 Real local pods in pod isolation (HOST_DATA measured by the launcher, the emulated
 TEE) against a real emulator (its KMS, over HTTP), launched as ``tests/pods.py`` and
-``jobruntime/job/pods.py`` launch them:
+``jobruntime/dev/pods.py`` launch them:
 
 - the driver pod's ``job-verifier`` (init container), then the executor pod's;
 - the heartbeat sidecar: re-verifies the bundle, attests, sends ``--beats`` heartbeats
@@ -44,13 +44,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobruntime.cluster.spark_home import default_conf_dir
+from jobruntime.dev import pods
+from jobruntime.dev.emulator import EmulatorProcess
+from jobruntime.dev.localpod import LocalPod
 from jobruntime.dev.process import ManagedProcess
-from jobruntime.emulator.process import EmulatorProcess
-from jobruntime.job import pods
 from jobruntime.job.handoff import DRIVER_OUTCOME
 from jobruntime.keyagent.client import KeyAgentClient
-from jobruntime.workload.local import LocalPod
+from jobruntime.sparkconf.spark_home import default_conf_dir
 from tests.conftest import Runs
 from tests.pods import STAND_IN_DRIVER, plan_for
 from tests.test_client import self_signed

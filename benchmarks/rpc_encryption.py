@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobruntime.cluster.spark_home import default_conf_dir, spark_bin, spark_env
-from jobruntime.cluster.standalone import StandaloneCluster
+from jobruntime.dev.cluster.standalone import StandaloneCluster
+from jobruntime.sparkconf.spark_home import default_conf_dir, spark_bin, spark_env
 
 VARIANTS: dict[str, dict[str, str]] = {
     "AES-GCM (shipped)": {},

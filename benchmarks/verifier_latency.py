@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobruntime.emulator.process import EmulatorProcess
-from jobruntime.job import pods
+from jobruntime.dev import pods
+from jobruntime.dev.emulator import EmulatorProcess
 from tests.conftest import Runs
 from tests.pods import pod_run
 from verifier.run import verify_run

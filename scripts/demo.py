@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT  # noqa: E402
-from jobruntime.emulator.process import EmulatorProcess  # noqa: E402
+from jobruntime.dev.emulator import EmulatorProcess  # noqa: E402
 from scripts.synthetic import customers, expected_overlap  # noqa: E402
 
 WORK = ROOT / ".demo"

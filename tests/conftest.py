@@ -17,7 +17,7 @@ import pytest
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
 from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot

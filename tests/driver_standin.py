@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.job.handoff import CancelWatch
 from jobruntime.signing.trustroot import TrustRoot
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cluster.spark_home import default_conf_dir
 from jobruntime.controlplane.api import ReleasePolicy
-from jobruntime.job import pods
-from jobruntime.job.pods import PodPlan
-from jobruntime.workload.local import LocalPod
+from jobruntime.dev import pods
+from jobruntime.dev.localpod import LocalPod
+from jobruntime.dev.pods import PodPlan
+from jobruntime.sparkconf.spark_home import default_conf_dir
 from tests.conftest import IMAGE, Runs
 
 STAND_IN_DRIVER = (sys.executable, "-c", "pass")

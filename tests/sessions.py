@@ -21,7 +21,7 @@ from jobruntime.attestation.providers.emulated import (
 )
 from jobruntime.controlplane.api import PublishVersion, Purpose
 from jobruntime.controlplane.client import ControlPlaneClient
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.keyrelease import jwe
 from jobruntime.keyrelease.binding import Binding, PodIdentity
 from jobruntime.keyrelease.jwe import EphemeralKey

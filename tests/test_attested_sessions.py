@@ -28,7 +28,7 @@ from jobruntime.attestation.policy import AllOf as ReportAllOf
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
 from jobruntime.attestation.report import AttestationReport
 from jobruntime.controlplane.api import EvidenceKind, PublishVersion, ReleasePolicy
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.keyrelease import jwe
 from jobruntime.keyrelease.jwe import EphemeralKey
 from jobruntime.keyrelease.policy import AllOf, Appraisal, build

@@ -18,7 +18,7 @@ import requests
 from jobruntime.controlplane import audit
 from jobruntime.controlplane.api import AuditEntry
 from jobruntime.controlplane.audit import verify_chain
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.errors import AuditChainError
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import Role, TrustedKey, TrustRoot

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 
 
 def jr(emu: EmulatorProcess, *args: str) -> subprocess.CompletedProcess[str]:

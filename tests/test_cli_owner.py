@@ -20,7 +20,7 @@ import requests
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
 from jobruntime.controlplane.api import OwnerKeyEnrolment
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
 from jobruntime.spec.codec import canonical

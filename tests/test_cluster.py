@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from jobruntime.cli import cluster as cluster_cli
-from jobruntime.cluster import (
+from jobruntime.dev.cluster import (
     ClusterConfigError,
     ClusterInfo,
     SparkHomeError,
@@ -31,7 +31,7 @@ from jobruntime.cluster import (
     spark_bin,
     spark_env,
 )
-from jobruntime.cluster.standalone import (
+from jobruntime.dev.cluster.standalone import (
     alive_workers,
     daemon_env,
     master_status,

@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 
 from jobruntime.cli.main import main as jobruntime_main
-from jobruntime.cluster import spark_bin, spark_env
-from jobruntime.cluster.spark_home import default_conf_dir
+from jobruntime.dev.cluster import spark_bin, spark_env
 from jobruntime.errors import all_error_types
 from jobruntime.job import driver
 from jobruntime.sparkconf import (
@@ -37,6 +36,7 @@ from jobruntime.sparkconf import (
     parse_properties,
 )
 from jobruntime.sparkconf.check import GcmCipher, UiKillOff, read_properties
+from jobruntime.sparkconf.spark_home import default_conf_dir
 
 SHIPPED = default_conf_dir()
 KUBERNETES_CONF = SHIPPED / "kubernetes.conf"

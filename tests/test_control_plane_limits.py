@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from jobruntime.controlplane.api import Heartbeat, SignedHeartbeat
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.keyrelease import jwe
 from jobruntime.spec.codec import canonical
 from jobruntime.spec.models import utcnow

@@ -24,7 +24,7 @@ from jobruntime.dataset.errors import SourceMalformedError
 from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.dataset.registry import ControlPlaneRegistry
 from jobruntime.dataset.source import open_source
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.storage.local import LocalStorage
 from jobruntime.storage.uri import open_storage
 from tests.conftest import DEV_POLICY

@@ -28,9 +28,9 @@ from jobruntime.controlplane.api import RunState
 from jobruntime.dataset import owner
 from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.dataset.registry import ControlPlaneRegistry
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
+from jobruntime.dev.submit import DEV_POLICY, SubmitPlan, SubmitResult, driver_reason, submit
 from jobruntime.errors import JobRuntimeError
-from jobruntime.job.submit import DEV_POLICY, SubmitPlan, SubmitResult, driver_reason, submit
 from jobruntime.storage.uri import open_storage
 from scripts.synthetic import customers, expected_overlap
 
@@ -237,8 +237,8 @@ def test_module_edited_after_verification_is_caught_by_the_driver(world: World) 
 
 
 def test_an_owner_who_has_not_approved_stops_the_verifier(world: World, shm_dir: Path) -> None:
-    from jobruntime.job import pods
-    from jobruntime.job.submit import prepare
+    from jobruntime.dev import pods
+    from jobruntime.dev.submit import prepare
     from jobruntime.signing.approvals import sign_approval
     from jobruntime.signing.keys import SigningKey
     from jobruntime.spec.models import utcnow
@@ -298,7 +298,7 @@ def test_emulator_restarted_mid_run_completes_and_keeps_state(world: World, tmp_
 
 def test_overlap_on_the_standalone_cluster_equals_pandas(world: World, tmp_path: Path) -> None:
     """Executors in their own JVMs under two workers get their keys through the key agent."""
-    from jobruntime.cluster.standalone import StandaloneCluster
+    from jobruntime.dev.cluster.standalone import StandaloneCluster
 
     cluster = StandaloneCluster(tmp_path / "cluster", workers=2)
     info = cluster.up()

@@ -14,7 +14,7 @@ import requests
 
 from jobruntime.controlplane.api import RunStatus
 from jobruntime.controlplane.audit import verify_chain
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.errors import UnknownKeyError
 from jobruntime.signing import envelope
 from jobruntime.signing.approvals import sign_approval

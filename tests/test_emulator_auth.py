@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from jobruntime.controlplane.api import OwnerKeyEnrolment
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.emulator.state import TOKENS, init_state
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey

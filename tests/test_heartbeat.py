@@ -30,7 +30,7 @@ from jobruntime.controlplane.api import (
     SignedHeartbeat,
 )
 from jobruntime.controlplane.service.heartbeats import expire
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
 from jobruntime.job.handoff import CANCEL_ORDER
 from jobruntime.keyrelease import jwe

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from heartbeat.cli import command
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.emulator.app import SERVICEBUS_ENV
-from jobruntime.emulator.process import EmulatorProcess
 from tests.conftest import Runs
 from tests.driver_standin import DriverStandIn, wait_for
 from tests.servicebus_broker import BrokerProcess

@@ -25,7 +25,7 @@ from jobruntime.attestation.providers.evidence import Evidence, EvidenceKind
 from jobruntime.controlplane import api
 from jobruntime.controlplane.api import AttestRequest, AttestResponse, AuditEntry, ReleasePolicy
 from jobruntime.controlplane.client import ControlPlaneClient
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.emulator.state import EMULATED_MEASUREMENT, TEE_DIR
 from jobruntime.errors import AuthError, ControlPlaneError, JobRuntimeError
 from jobruntime.keyrelease.binding import Binding, PodIdentity

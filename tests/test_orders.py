@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.job.handoff import (
     CANCEL_ORDER,
     CancelWatch,

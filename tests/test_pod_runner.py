@@ -30,17 +30,17 @@ from typing import Any
 import pytest
 
 from jobruntime.cli.main import main
-from jobruntime.dev.procs import cmdline
-from jobruntime.cluster.spark_home import default_conf_dir
 from jobruntime.controlplane.api import RunState
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.dev.errors import PodFailedError, SecretMissingError, UnmappedPathError
 from jobruntime.dev.image import DevImage
 from jobruntime.dev.kubelet import Kubelet
 from jobruntime.dev.launch import Anchors, PodBuilder, PodVolumes
 from jobruntime.dev.manifest import application, documents, template
 from jobruntime.dev.podrunner import PodRunner, RunnerConfig, RunResult
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.procs import cmdline
 from jobruntime.k8s.render import to_yaml
+from jobruntime.sparkconf.spark_home import default_conf_dir
 from jobruntime.spec.models import JobRunRequest, PodRole
 from jobruntime.workload.pod import host_data
 from scripts.synthetic import customers, expected_overlap
@@ -524,6 +524,9 @@ def test_a_rendered_run_runs_end_to_end_with_an_agent_per_executor_pod(
     staged = stage(data, runner, tmp_path)
     result = runner.run(staged.yaml)
     assert result.succeeded, explain(result)
+    # Spark's native Parquet path, as in the image (the checkout's jar on the class path).
+    assert result.driver is not None
+    assert "native_parquet_unavailable" not in result.driver.log.read_text()
     # The owner decrypts the right answer.
     table = data.decrypt(staged.output, staged.output_key)
     got = {r["segment"]: r["customers"] for r in table.to_pylist()}

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from heartbeat.cli import command
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.keyagent.client import KeyAgentClient
 from tests.conftest import Runs
 from verifier.run import verify_run

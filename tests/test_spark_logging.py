@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from jobruntime.cluster import spark_bin, spark_env
-from jobruntime.cluster.spark_home import default_conf_dir
+from jobruntime.dev.cluster import spark_bin, spark_env
 from jobruntime.job import failure
 from jobruntime.job.failure import describe_failure, leaky_spark_settings, quiet_python_logging
+from jobruntime.sparkconf.spark_home import default_conf_dir
 
 SENTINEL = "SENTINEL-7f3a91"
 

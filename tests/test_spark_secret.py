@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobruntime.job import pods
+from jobruntime.dev import pods
 from jobruntime.keyagent.errors import UnsafeDirError
 from jobruntime.keyagent.secretfile import write_spark_secret
 from jobruntime.keyrelease import jwe

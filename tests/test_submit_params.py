@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.errors import ConfigError
 from jobruntime.job import module as job_module
 from jobruntime.job import params

@@ -27,7 +27,7 @@ from jobruntime.attestation.providers.emulated import (
 )
 from jobruntime.controlplane.api import RunState
 from jobruntime.controlplane.client import ControlPlaneClient
-from jobruntime.emulator.process import EmulatorProcess
+from jobruntime.dev.emulator import EmulatorProcess
 from jobruntime.errors import JobRuntimeError
 from jobruntime.keyrelease.binding import PodIdentity
 from jobruntime.keyrelease.session import AttestedSession

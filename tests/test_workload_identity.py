@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
+from jobruntime.dev import pods
+from jobruntime.dev.localpod import LocalPod
 from jobruntime.errors import JobRuntimeError
-from jobruntime.job import driver, pods
+from jobruntime.job import driver
 from jobruntime.keyagent.client import KeyAgentClient
 from jobruntime.verification.bundle import BUNDLE_NAME
-from jobruntime.workload.local import LocalPod
 from jobruntime.workload.pod import ContainerLaunch
 from tests.conftest import Runs
 from tests.pods import PodRun, pod_run

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from jobruntime.dev.localpod import LocalPod, base_environment
 from jobruntime.errors import ConfigError
-from jobruntime.workload.local import LocalPod, base_environment
 from jobruntime.workload.pod import ContainerLaunch, Mount, SecretEnv, host_data
 
 
@@ -88,8 +88,8 @@ def test_the_driver_pod_measures_spark_conf(tmp_path: Path) -> None:
     """spark-conf/ (log4j2 keeps data values out of logs) is part of the driver's HOST_DATA."""
     import shutil
 
-    from jobruntime.cluster.spark_home import default_conf_dir
-    from jobruntime.job import pods
+    from jobruntime.dev import pods
+    from jobruntime.sparkconf.spark_home import default_conf_dir
 
     conf = tmp_path / "spark-conf"
     shutil.copytree(default_conf_dir(), conf)

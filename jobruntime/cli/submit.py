@@ -8,10 +8,10 @@ from typing import Any
 
 from rich.console import Console
 
+from jobruntime.dev.submit import SubmitPlan, driver_reason, submit
 from jobruntime.errors import ConfigError
 from jobruntime.job.errors import JobCancelledError
 from jobruntime.job.params import parse_value, read_params_file
-from jobruntime.job.submit import SubmitPlan, driver_reason, submit
 from jobruntime.storage.uri import canonical_uri
 
 console = Console(stderr=True, highlight=False)

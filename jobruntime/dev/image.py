@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import jobruntime
-from jobruntime.cluster.spark_home import default_conf_dir, spark_home
 from jobruntime.dev.errors import UnmappedPathError
 from jobruntime.k8s import layout
+from jobruntime.sparkconf.spark_home import default_conf_dir, spark_home
 from jobruntime.verification.pinned import JOBS_ROOT, TRUST_ROOT_PATH
 
 SPARK_HOME = "/opt/spark"

@@ -1,7 +1,7 @@
 """A rendered pod template as local container launches: the runner's kubelet side.
 
 Each container becomes a :class:`~jobruntime.workload.pod.ContainerLaunch`, and the
-pod a :class:`~jobruntime.workload.local.LocalPod`, so its HOST_DATA is the one
+pod a :class:`~jobruntime.dev.localpod.LocalPod`, so its HOST_DATA is the one
 function of what is launched, the same as for ``jobruntime submit``'s pods:
 
 - commands and image paths through the one mapping table (:mod:`jobruntime.dev.image`);
@@ -38,11 +38,11 @@ from typing import Literal, Protocol
 
 from jobruntime.dev.errors import PodRunnerError, SecretMissingError, UnmappedPathError
 from jobruntime.dev.image import DevImage
+from jobruntime.dev.localpod import LocalPod
 from jobruntime.dev.manifest import Container, PodTemplate, Volume
 from jobruntime.k8s import layout
 from jobruntime.spec.models import PodRole
 from jobruntime.verification.pinned import DEV_ENV
-from jobruntime.workload.local import LocalPod
 from jobruntime.workload.pod import ContainerLaunch, Mount, SecretEnv
 
 TERMINATION_PATH = "/dev/termination-log"

@@ -17,7 +17,7 @@ and the host would do with it, with local processes:
    Workers (and their executors) and every sidecar get SIGTERM, SIGKILL after a grace
    period; every pod's volumes under ``/dev/shm`` are removed.
 
-Each pod is a :class:`~jobruntime.workload.local.LocalPod` of the containers the YAML
+Each pod is a :class:`~jobruntime.dev.localpod.LocalPod` of the containers the YAML
 describes (:mod:`jobruntime.dev.launch`), so its HOST_DATA is the same function of
 what is launched as for ``jobruntime submit``'s pods, handed to the emulated TEE.
 :meth:`PodRunner.host_data` computes a role's value from the YAML (the SparkApplication
@@ -52,26 +52,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from jobruntime.cluster.info import ClusterInfo, write_private
-from jobruntime.cluster.spark_home import spark_env
-from jobruntime.cluster.standalone import (
+from jobruntime.controlplane.client import ControlPlaneClient
+from jobruntime.dev.cluster.info import ClusterInfo, write_private
+from jobruntime.dev.cluster.standalone import (
     DAEMON_SETTINGS,
     StandaloneCluster,
     alive_workers,
     master_status,
     worker_command,
 )
-from jobruntime.controlplane.client import ControlPlaneClient
 from jobruntime.dev.errors import ContainerStatus, PodFailedError, PodRunnerError
 from jobruntime.dev.image import DRIVER_ENTRY, LOCAL_SCHEME, SPARK_HOME, DevImage
 from jobruntime.dev.kubelet import Kubelet
 from jobruntime.dev.launch import Anchors, PodBuilder, PodVolumes, Secrets
 from jobruntime.dev.manifest import Application, PodTemplate, application, documents, pod_template
+from jobruntime.dev.submit import native_jar_conf
 from jobruntime.k8s import layout
 from jobruntime.k8s.options import DEFAULT_TOKEN_SECRET
 from jobruntime.k8s.source import verified_run
 from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.sparkconf.check import DRIVER_SECRET_FILE, EXECUTOR_SECRET_FILE, SECRET_FILE
+from jobruntime.sparkconf.spark_home import spark_env
 from jobruntime.spec.models import PodRole
 from jobruntime.verification.bundle import BUNDLE_NAME
 
@@ -214,6 +215,9 @@ class LocalSpark:
                 "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s",
             }
         )
+        # The image has the native Parquet path's jar in Spark's jars/; this venv's Spark
+        # has not, so the checkout's build goes on the class path (as for `submit`).
+        conf.update(native_jar_conf())
         conf.update(self.config.spark_conf)
         return conf
 

@@ -3,6 +3,11 @@
 Reading once, hashing those bytes and executing those same bytes closes the gap
 between "verified" and "imported": an edit after verification is caught here,
 and an edit between the check and the import cannot happen.
+
+The module lives only in this process, under its spec's import name, so Spark's
+Python workers could not import it: it is registered with PySpark's cloudpickle to be
+pickled by value, which ships a module-level UDF (and whatever module-level names it
+uses) inside the task instead of as a reference to ``jobs.<name>``.
 """
 
 from __future__ import annotations
@@ -45,7 +50,20 @@ def load(path: Path, pinned: JobModule) -> types.ModuleType:
         raise ModuleLoadError(
             f"{pinned.import_name} failed to import ({type(exc).__name__})"
         ) from None
+    pickle_by_value(module)
     return module
+
+
+def pickle_by_value(module: types.ModuleType) -> None:
+    """Ship the module's functions to Spark's workers by value: they cannot import it.
+
+    Without this, a UDF defined at module level (or one calling a module-level helper)
+    is pickled as a reference to the module, and pickling fails on the driver
+    (``PicklingError``) or unpickling on the workers (``ModuleNotFoundError``).
+    """
+    from pyspark import cloudpickle  # PySpark's own copy: the one its serializer uses
+
+    cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]
 
 
 def entry(module: types.ModuleType, name: str) -> Callable[[Any], Any]:

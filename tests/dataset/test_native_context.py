@@ -93,7 +93,7 @@ def test_only_local_datasets_take_the_native_path() -> None:
 
 
 def test_local_submit_puts_the_built_jar_on_both_class_paths(tmp_path: Path) -> None:
-    from jobruntime.job.submit import native_jar_conf
+    from jobruntime.dev.submit import native_jar_conf
 
     assert native_jar_conf(tmp_path / "missing.jar") == {}
     jar = tmp_path / "jobruntime-kms.jar"

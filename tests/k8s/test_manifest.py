@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from jobruntime.cli.main import main
-from jobruntime.cluster.spark_home import default_conf_dir
 from jobruntime.errors import BadSignatureError
 from jobruntime.job.failure import leaky_spark_settings
 from jobruntime.k8s import (
@@ -47,6 +46,7 @@ from jobruntime.sparkconf.check import (
     effective_conf,
 )
 from jobruntime.sparkconf.errors import SparkConfError
+from jobruntime.sparkconf.spark_home import default_conf_dir
 from jobruntime.spec.models import POD_ROLES, PodRole, utcnow
 from jobruntime.verification.signed import VerifiedSpec
 from tests.conftest import IMAGE, Runs

@@ -1,6 +1,6 @@
 """Start, stop and restart the test broker as a subprocess on 127.0.0.1.
 
-Like ``jobruntime.emulator.process.EmulatorProcess``: the broker binds port 0 (or
+Like ``jobruntime.dev.emulator.EmulatorProcess``: the broker binds port 0 (or
 the port it is given) and writes the port it got to a file, which is how we wait
 for it. ``restart()`` keeps the same port, so clients holding the connection
 string can reconnect.

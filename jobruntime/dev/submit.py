@@ -2,7 +2,7 @@
 
 1. Build the request (module digest, datasets and their keys) and submit it; the
    owners approve (the emulator's dev owner keys, or the real ``jobruntime approve``).
-2. Describe the run's pods (``jobruntime.job.pods``) and name their HOST_DATA in the
+2. Describe the run's pods (``jobruntime.dev.pods``) and name their HOST_DATA in the
    spec before the owners approve it.
 3. Launch the driver pod as a kubelet would: ``job-verifier``, then the key agent and
    the heartbeat sidecar, then the real ``spark-submit`` with ``spark-conf/`` on
@@ -24,23 +24,24 @@ from pathlib import Path
 from typing import Any
 
 from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
-from jobruntime.cluster.spark_home import spark_bin
-from jobruntime.cluster.standalone import StandaloneCluster
 from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy, RunState
 from jobruntime.dataset.owner import describe
+from jobruntime.dev import pods
+from jobruntime.dev.cluster.standalone import StandaloneCluster
+from jobruntime.dev.emulator import EmulatorProcess
+from jobruntime.dev.follow import LogFollower, ProgressWatch, job_line, progress_line
+from jobruntime.dev.localpod import LocalPod
 from jobruntime.dev.process import ManagedProcess
-from jobruntime.emulator.process import EmulatorProcess
 from jobruntime.errors import ConfigError, JobRuntimeError, NotFoundError
-from jobruntime.job import driver, pods
+from jobruntime.job import driver
 from jobruntime.job import params as job_params
-from jobruntime.job.follow import LogFollower, ProgressWatch, job_line, progress_line
 from jobruntime.signing.approvals import sign_approval
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
+from jobruntime.sparkconf.spark_home import spark_bin
 from jobruntime.spec.models import JobRunRequest, utcnow
 from jobruntime.storage.uri import open_storage
 from jobruntime.verification.signed import verify_response
-from jobruntime.workload.local import LocalPod
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE_JAR = ROOT / "build" / "jobruntime-kms.jar"

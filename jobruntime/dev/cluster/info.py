@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cluster.errors import ClusterConfigError, ClusterStateError
-from jobruntime.cluster.spark_home import LOOPBACK
+from jobruntime.dev.cluster.errors import ClusterConfigError, ClusterStateError
+from jobruntime.sparkconf.spark_home import LOOPBACK
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from jobruntime.cluster.errors import SparkHomeError
+from jobruntime.errors import ConfigError
+
+
+class SparkHomeError(ConfigError):
+    """No usable Spark distribution, Java runtime or Spark configuration directory."""
+
+    code = "config.spark_home"
+
 
 LOOPBACK = "127.0.0.1"
 

@@ -6,16 +6,16 @@ what it needs to run against it; ``spark_env()`` is the environment for any Spar
 process of ours (daemons, ``spark-submit``, executors).
 """
 
-from jobruntime.cluster.errors import (
+from jobruntime.dev.cluster.errors import (
     ClusterConfigError,
     ClusterError,
     ClusterStartError,
     ClusterStateError,
     SparkHomeError,
 )
-from jobruntime.cluster.info import ClusterInfo
-from jobruntime.cluster.spark_home import default_conf_dir, spark_bin, spark_env, spark_home
-from jobruntime.cluster.standalone import StandaloneCluster
+from jobruntime.dev.cluster.info import ClusterInfo
+from jobruntime.dev.cluster.standalone import StandaloneCluster
+from jobruntime.sparkconf.spark_home import default_conf_dir, spark_bin, spark_env, spark_home
 
 __all__ = [
     "ClusterConfigError",

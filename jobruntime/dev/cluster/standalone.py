@@ -4,7 +4,7 @@ Why a standalone cluster and not ``local[N]``: executors are then separate JVMs
 started by Workers, as on a real cluster, so authenticated and encrypted RPC between
 driver and executors, shuffle between executors and Python workers inside executors
 are all exercised. Everything binds to loopback; the secret every daemon and
-application must share is generated per cluster (see :mod:`jobruntime.cluster.info`).
+application must share is generated per cluster (see :mod:`jobruntime.dev.cluster.info`).
 
 State directory layout: ``cluster.json`` (0600, the :class:`ClusterInfo`),
 ``secret`` (0600), ``logs/<role>.log``, ``work/<i>/`` (each Worker's executors).
@@ -28,11 +28,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cluster.errors import ClusterConfigError, ClusterStartError
-from jobruntime.cluster.info import ClusterInfo, write_private
-from jobruntime.cluster.spark_home import LOOPBACK, spark_bin, spark_env
 from jobruntime.dev import procs
+from jobruntime.dev.cluster.errors import ClusterConfigError, ClusterStartError
+from jobruntime.dev.cluster.info import ClusterInfo, write_private
 from jobruntime.dev.process import ManagedProcess
+from jobruntime.sparkconf.spark_home import LOOPBACK, spark_bin, spark_env
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"

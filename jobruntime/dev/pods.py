@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobruntime.cluster.spark_home import spark_env
+from jobruntime.dev.localpod import LocalPod
 from jobruntime.dev.process import ProcessStartError
 from jobruntime.errors import ConfigError, JobRuntimeError
+from jobruntime.sparkconf.spark_home import spark_env
 from jobruntime.spec.models import Workload
 from jobruntime.verification.pinned import DEV_ENV
-from jobruntime.workload.local import LocalPod
 from jobruntime.workload.pod import ContainerLaunch
 
 VERIFIER, KEY_AGENT, HEARTBEAT, DRIVER = "job-verifier", "key-agent", "heartbeat", "driver"

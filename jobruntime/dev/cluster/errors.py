@@ -8,6 +8,15 @@ only, so it is in no command line and no log line that could end up in a message
 from __future__ import annotations
 
 from jobruntime.errors import JobRuntimeError
+from jobruntime.sparkconf.spark_home import SparkHomeError
+
+__all__ = [
+    "ClusterConfigError",
+    "ClusterError",
+    "ClusterStartError",
+    "ClusterStateError",
+    "SparkHomeError",
+]
 
 
 class ClusterError(JobRuntimeError):
@@ -15,12 +24,6 @@ class ClusterError(JobRuntimeError):
 
     code = "cluster.failed"
     exit_code = 27
-
-
-class SparkHomeError(ClusterError):
-    """No usable Spark distribution, Java runtime or Spark configuration directory."""
-
-    code = "cluster.spark_home"
 
 
 class ClusterConfigError(ClusterError):

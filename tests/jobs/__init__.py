@@ -1,0 +1,1 @@
+"""Unit tests of the sample job modules in ``jobs/``, through :mod:`jobruntime.testing`."""
