@@ -254,7 +254,10 @@ def calls_text(c: Counter[str]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument(
+        "--rows", type=int, nargs="+", default=[10_000_000], help="one run per size, in order"
+    )
+    ap.add_argument("--chart", type=Path, help="write a PNG of the ratios (matplotlib) here")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each read (best counts)")
     ap.add_argument("--write-repeats", type=int, default=2, help="runs of each write")
@@ -267,18 +270,59 @@ def main() -> int:
     if free < MIN_FREE:
         print(f"refusing to run: {args.tmp} has {free / 1024**3:.1f} GB free", file=sys.stderr)
         return 2
-    root = Path(tempfile.mkdtemp(prefix="native-parquet-", dir=args.tmp))
-    try:
-        with key_agent() as relay:
-            return run(root, relay, args.rows, args.partitions, args.repeats, args.write_repeats)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        print(f"temporary data removed: {root} ({'gone' if not root.exists() else 'LEFT'})")
+    results: dict[int, Ratios] = {}
+    code = 0
+    for rows in args.rows:
+        root = Path(tempfile.mkdtemp(prefix="native-parquet-", dir=args.tmp))
+        try:
+            with key_agent() as relay:
+                ok, results[rows] = run(
+                    root, relay, rows, args.partitions, args.repeats, args.write_repeats
+                )
+                code = code or ok
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            print(f"temporary data removed: {root} ({'gone' if not root.exists() else 'LEFT'})")
+    if args.chart:
+        chart(results, args.chart)
+        print(f"chart written to {args.chart}")
+    return code
+
+
+Ratios = dict[str, dict[str, float]]
+"""Reader or writer -> operation -> seconds over native plaintext's."""
+
+
+def chart(results: dict[int, Ratios], path: Path) -> None:
+    """Grouped bars: each operation's ratio to native plaintext, one panel per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, (rows, ratios) in zip(axes[0], results.items(), strict=True):
+        paths = list(ratios)
+        ops = list(next(iter(ratios.values())))
+        width = 0.8 / len(paths)
+        for i, who in enumerate(paths):
+            xs = [j + i * width for j in range(len(ops))]
+            bars = ax.bar(xs, [ratios[who][op] for op in ops], width, label=who)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.axhline(1.15, color="red", linewidth=0.8, linestyle="--", label="target 1.15x")
+        ax.set_xticks([j + width * (len(paths) - 1) / 2 for j in range(len(ops))], ops)
+        ax.set_title(f"{rows:,} rows: time / native plaintext Parquet")
+        ax.set_ylabel("x native plaintext")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def run(
     root: Path, relay: CountingRelay, rows: int, parts: int, repeats: int, write_repeats: int
-) -> int:
+) -> tuple[int, Ratios]:
     started = time.perf_counter()
     sock = str(relay.path)
     print(
@@ -288,7 +332,7 @@ def run(
     t_spark, spark = timed(make_spark)
     print(f"SparkSession start: {t_spark:.1f} s; jar loaded: {jvm.jar_loaded(spark)}")
     if not jvm.jar_loaded(spark):
-        return 2
+        return 2, {}
     plain_dir = root / "plain"
     uris = {name: f"file://{root / name}" for name in DATASETS}
 
@@ -416,13 +460,18 @@ def run(
     print(f"answers agree across the three readers: {'yes' if agree else 'NO'}")
     print()
     print("key-agent calls, cold caches (driver's manifest ops and the JVM's KEK ops):")
-    for files, (w, r) in counted.items():
+    for files, (wc, rc) in counted.items():
         print(
-            f"  {files:>3} files: write {sum(w.values()):>2} ({calls_text(w)}); "
-            f"read {sum(r.values()):>2} ({calls_text(r)})"
+            f"  {files:>3} files: write {sum(wc.values()):>2} ({calls_text(wc)}); "
+            f"read {sum(rc.values()):>2} ({calls_text(rc)})"
         )
     print(f"total {time.perf_counter() - started:.0f} s")
-    return 0 if agree else 1
+    ratios: Ratios = {}
+    for who in ("confidential native", "python data source"):
+        ratios[who] = {"write": w_best[who] / base_w}
+        for q in queries:
+            ratios[who][q] = r_best[(q, who)] / r_best[(q, "native plaintext")]
+    return (0 if agree else 1), ratios
 
 
 if __name__ == "__main__":

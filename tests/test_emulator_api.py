@@ -28,8 +28,6 @@ from tests.sessions import TestPod, api, error_code
 SENTINEL = "s3cr3t-SENTINEL-7f4c1a"
 
 
-
-
 def status(emu: EmulatorProcess, run_id: str) -> RunStatus:
     with emu.client("operator") as c:
         return c.status(run_id)

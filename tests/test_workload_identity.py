@@ -104,9 +104,7 @@ def _change(run: PodRun, what: str, tmp: Path) -> LocalPod:
     if how == "module":  # the same bytes at another path
         copy = tmp / "elsewhere.py"
         shutil.copy(run.plan.module, copy)
-        return changed(
-            run.driver, name, argv=with_flag(c, "--module", str(copy)), files=(copy,)
-        )
+        return changed(run.driver, name, argv=with_flag(c, "--module", str(copy)), files=(copy,))
     if how == "bundle":
         return changed(run.driver, name, argv=with_flag(c, "--output-dir", str(tmp / "b")))
     copy = tmp / "root.json"
