@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOTSTRAP := $(VENV)/.bootstrapped
 
-.PHONY: install lock demo test lint typecheck unit bench openapi clean jar attack-report
+.PHONY: install lock demo test test-fast fuzz lint typecheck unit bench openapi clean jar attack-report
 
 # Dependencies come only from the hash-pinned locks in requirements/ (see README,
 # "Dependencies"): pip installs exactly what a lock names, at its version and hash, and
@@ -67,12 +67,23 @@ demo: $(STAMP) $(JAR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The whole suite with a coverage report of the packages (in-process code only: the
+# pods' processes the tests start are not measured) and its floor (pyproject.toml).
 unit: $(STAMP) $(AZURITE) $(JAR)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term:skip-covered
+
+# The same minus the tests marked slow (real Spark runs, clusters, pods): a minute or two.
+test-fast: lint typecheck $(STAMP) $(AZURITE) $(JAR)
+	$(BIN)/pytest -q -m "not slow"
+
+# The property-based tests with many more examples per parser (docs/fuzzing.md).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz
 
 test: lint typecheck unit
 

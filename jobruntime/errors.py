@@ -41,6 +41,12 @@ class ConfigError(JobRuntimeError):
     exit_code = 2
 
 
+class DebugRefusedError(ConfigError):
+    """``JOBRUNTIME_DEBUG`` set outside development mode: tracebacks can quote data."""
+
+    code = "config.debug_refused"
+
+
 class ConfirmationRequiredError(ConfigError):
     """A command that signs asked for a confirmation nobody could give (no terminal)."""
 

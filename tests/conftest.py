@@ -228,3 +228,14 @@ def shm_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="jobruntime-test-", dir="/dev/shm"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+SPARK_FIXTURES = frozenset({"spark", "world", "overlap_run", "cluster"})
+"""Fixtures that start Spark (a session, a standalone cluster or a whole ``submit``)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs Spark is slow (``make test-fast`` leaves it out), marked or not."""
+    for item in items:
+        if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -26,10 +26,13 @@ def test_expected_and_unexpected_failures(
     assert err == "prog: config.invalid: missing --run-id\nprog: internal: unexpected ValueError\n"
     assert lines == ["config.invalid: missing --run-id", "internal: unexpected ValueError"]
     assert "C-1042" not in err
-    # The debug switch alone is not enough outside development mode...
+    # The debug switch is refused outside development mode, before the command runs...
+    ran: list[int] = []
     monkeypatch.setenv("JOBRUNTIME_DEBUG", "1")
     monkeypatch.delenv("JOBRUNTIME_DEV", raising=False)
-    assert run_main("prog", boom) == 70
+    assert run_main("prog", lambda: ran.append(1) or 0) == 2
+    assert ran == []
+    assert capsys.readouterr().err.startswith("prog: config.debug_refused: JOBRUNTIME_DEBUG")
     # ...and in development mode it re-raises, for a developer's own data.
     monkeypatch.setenv("JOBRUNTIME_DEV", "1")
     with pytest.raises(ValueError, match="C-1042"):

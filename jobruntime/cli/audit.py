@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobruntime.cli.common import add_connection, client_from
+from jobruntime.cli.common import add_connection, add_json, client_from, command, emit, group
 from jobruntime.controlplane.api import AuditLog
 from jobruntime.controlplane.audit import verify_checkpoint, verify_log
 from jobruntime.errors import AuditChainError, ConfigError
@@ -19,11 +19,25 @@ from jobruntime.spec.models import utcnow
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("audit", help="the control plane's signed audit log")
-    aus = p.add_subparsers(dest="audit_command", required=True)
+    aus = group(sub, "audit", "the control plane's signed audit log")
 
-    v = aus.add_parser("verify", help="check every hash link and signature of the log")
-    v.add_argument("--trust-root", type=Path, required=True)
+    v = command(
+        aus,
+        "verify",
+        "check every hash link and signature of the log",
+        [
+            "jobruntime audit verify --trust-root .state/emulator/trust-root.json",
+            "jobruntime audit verify --trust-root trust-root.json --checkpoint last.json "
+            "--save-checkpoint last.json",
+            "jobruntime audit verify --trust-root trust-root.json --file audit.json --json",
+        ],
+    )
+    v.add_argument(
+        "--trust-root",
+        type=Path,
+        required=True,
+        help="the trust root whose audit keys signed the log",
+    )
     v.add_argument("--file", type=Path, help="an exported log instead of fetching it")
     v.add_argument(
         "--checkpoint",
@@ -35,19 +49,28 @@ def register(sub: Any) -> None:
         type=Path,
         help="where to keep this answer's verified checkpoint for the next verify",
     )
+    add_json(v, "the verified count and head")
     add_connection(v, "operator")
     v.set_defaults(handler=verify)
 
-    m = aus.add_parser(
+    m = command(
+        aus,
         "mine",
-        help="the entries about your org's keys, datasets and runs (an owner's view)",
+        "the entries about your org's keys, datasets and runs (an owner's view)",
+        ["jobruntime audit mine --owner org-a", "jobruntime audit mine --owner org-a --json"],
     )
     m.add_argument("--owner", required=True, help="your owner org (uses the token owner:ORG)")
-    m.add_argument("--json", action="store_true", help="print the entries as JSON")
+    add_json(m, "the entries")
     add_connection(m, "")
     m.set_defaults(handler=mine)
 
-    e = aus.add_parser("export", help="print the whole log as JSON")
+    e = command(
+        aus,
+        "export",
+        "print the whole log as JSON",
+        ["jobruntime audit export > audit.json"],
+    )
+    add_json(e, "the log", always=True)
     add_connection(e, "operator")
     e.set_defaults(handler=export)
 
@@ -81,7 +104,15 @@ def verify(args: argparse.Namespace) -> int:
     if args.save_checkpoint:
         args.save_checkpoint.write_text(json.dumps(log.checkpoint))
     extends = f"; extends the saved checkpoint of {earlier.count}" if earlier else ""
-    print(f"audit chain ok: {point.count} entries, head sha256:{point.head}{extends}")
+    emit(
+        args,
+        {
+            "entries": point.count,
+            "head": f"sha256:{point.head}",
+            "extends": earlier.count if earlier else None,
+        },
+        f"audit chain ok: {point.count} entries, head sha256:{point.head}{extends}",
+    )
     return 0
 
 
@@ -95,15 +126,10 @@ def mine(args: argparse.Namespace) -> int:
         args.principal = f"owner:{args.owner}"
     with client_from(args) as client:
         entries = client.owner_audit()
-    if args.json:
-        print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
-        return 0
-    for e in entries:
-        details = json.dumps(e.details, sort_keys=True)
-        print(
-            f"{e.seq:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {e.event:<28} {e.run_id or '-'}  "
-            f"{e.actor}  {details}"
-        )
-    if not entries:
-        print(f"no audit entries about {args.owner}")
+    lines = [
+        f"{e.seq:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {e.event:<28} {e.run_id or '-'}  "
+        f"{e.actor}  {json.dumps(e.details, sort_keys=True)}"
+        for e in entries
+    ]
+    emit(args, entries, "\n".join(lines) or f"no audit entries about {args.owner}")
     return 0

@@ -6,6 +6,8 @@ optionally a ``--properties-file`` on top, as with ``--load-spark-defaults``, th
 line each in the form every command fails with (``jobruntime: <code>: <message>``), on
 stderr. It exits 0 when there is none, else with the first refusal's exit code (31 for
 every ``sparkconf.*`` code). A file that cannot be read is ``config.invalid`` (exit 2).
+With ``--json`` the outcome, refusals included, is also one JSON document on stdout; the
+exit code is the same.
 """
 
 from __future__ import annotations
@@ -16,18 +18,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cluster.spark_home import default_conf_dir
+from jobruntime.cli.common import add_json, command, emit, group
 from jobruntime.errors import ConfigError
 from jobruntime.sparkconf.check import LOCAL_IP_ENV, SECURE_SPARK_CONF, check_conf_dir
+from jobruntime.sparkconf.spark_home import default_conf_dir
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("conf", help="Spark configuration: check what spark-conf/ guarantees")
-    cs = p.add_subparsers(dest="conf_command", required=True)
-    c = cs.add_parser(
+    cs = group(sub, "conf", "Spark configuration: check what spark-conf/ guarantees")
+    c = command(
+        cs,
         "check",
-        help="refuse an effective Spark configuration that weakens spark-conf/",
-        description="Print every weakening, one line each; exit with the first one's code.",
+        "refuse an effective Spark configuration that weakens spark-conf/",
+        [
+            "jobruntime conf check",
+            "jobruntime conf check --properties-file spark-conf/kubernetes.conf "
+            "--master k8s://https://aks.example:443",
+            "jobruntime conf check --conf spark.ui.enabled=true --json",
+        ],
+        description="Print every weakening, one line each on stderr; exit with the first "
+        "one's code (0 when there is none).",
     )
     c.add_argument(
         "--conf-dir",
@@ -55,6 +65,7 @@ def register(sub: Any) -> None:
         help=f"the driver's ${LOCAL_IP_ENV}, where Spark binds the UI; checked only when given "
         "(or on Kubernetes by spark.kubernetes.driverEnv; the driver always checks its own)",
     )
+    add_json(c, "the checks' outcome (every refusal with its code)")
     c.set_defaults(handler=check)
 
 
@@ -79,7 +90,19 @@ def check(args: argparse.Namespace) -> int:
     refusals = check_conf_dir(conf_dir, args.properties_file, _overrides(args), env)
     for refusal in refusals:
         print(f"jobruntime: {refusal.one_line()}", file=sys.stderr)
-    if refusals:
+    checks = len(SECURE_SPARK_CONF.checks)
+    if refusals and not args.json:
         return refusals[0].exit_code
-    print(f"{conf_dir}: the {len(SECURE_SPARK_CONF.checks)} Spark configuration checks pass")
-    return 0
+    emit(
+        args,
+        {
+            "conf_dir": str(conf_dir),
+            "checks": checks,
+            "ok": not refusals,
+            "refusals": [
+                {"code": r.code, "exit_code": r.exit_code, "message": r.message} for r in refusals
+            ],
+        },
+        f"{conf_dir}: the {checks} Spark configuration checks pass",
+    )
+    return refusals[0].exit_code if refusals else 0

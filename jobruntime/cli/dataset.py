@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobruntime.cli.common import add_connection, client_from
+from jobruntime.cli.common import add_connection, add_json, client_from, command, emit, group
 from jobruntime.errors import ConfigError
 from jobruntime.storage.uri import canonical_uri, open_storage
 
@@ -21,13 +21,11 @@ if TYPE_CHECKING:
     from jobruntime.storage.base import Storage
 
 
-ENCRYPT_EXAMPLES = """\
-examples:
-  jobruntime dataset encrypt customers.csv --to ./customers --key org-a/customers \\
-      --emulator-state .state/emulator
-  jobruntime dataset encrypt sales.csv --to az://data/sales --key org-b/sales \\
-      --rows-per-file 500000 --column-type amount=double --column-type day=date32
-"""
+ENCRYPT_EXAMPLES = [
+    "jobruntime dataset encrypt customers.csv --to ./customers --key org-a/customers",
+    "jobruntime dataset encrypt sales.csv --to az://data/sales --key org-b/sales \\\n"
+    "      --rows-per-file 500000 --column-type amount=double --column-type day=date32 --json",
+]
 
 ENCRYPT_DESCRIPTION = """\
 Encrypt a CSV or Parquet file into a new version of a dataset with the owner's key
@@ -42,17 +40,15 @@ empty version would replace the dataset's rows. On any failure nothing is publis
 and the parts written so far are removed.
 """
 
-DECRYPT_EXAMPLES = """\
-examples:
-  jobruntime dataset decrypt ./overlap --to overlap.parquet --emulator-state .state/emulator
-  jobruntime dataset decrypt file:///data/overlap --to overlap.csv --key org-a/overlap
-"""
+DECRYPT_EXAMPLES = [
+    "jobruntime dataset decrypt ./overlap --to overlap.parquet",
+    "jobruntime dataset decrypt file:///data/overlap --to overlap.csv --key org-a/overlap",
+]
 
-INSPECT_EXAMPLES = """\
-examples:
-  jobruntime dataset inspect ./customers
-  jobruntime dataset inspect az://data/sales
-"""
+INSPECT_EXAMPLES = [
+    "jobruntime dataset inspect ./customers",
+    "jobruntime dataset inspect az://data/sales --json",
+]
 
 
 def positive_int(text: str) -> int:
@@ -83,16 +79,14 @@ def column_type(text: str) -> tuple[str, Any]:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("dataset", help="encrypt, decrypt and inspect encrypted datasets")
-    ds = p.add_subparsers(dest="dataset_command", required=True)
-    raw = argparse.RawDescriptionHelpFormatter
+    ds = group(sub, "dataset", "encrypt, decrypt and inspect encrypted datasets")
 
-    e = ds.add_parser(
+    e = command(
+        ds,
         "encrypt",
-        help="encrypt a CSV or Parquet file into a new dataset version",
+        "encrypt a CSV or Parquet file into a new dataset version",
+        ENCRYPT_EXAMPLES,
         description=ENCRYPT_DESCRIPTION,
-        epilog=ENCRYPT_EXAMPLES,
-        formatter_class=raw,
     )
     e.add_argument(
         "source",
@@ -123,15 +117,16 @@ def register(sub: Any) -> None:
         help="a CSV column's type (pyarrow name: int64, double, string, bool, date32, "
         "timestamp[ms]...) instead of the inferred one; repeat for more columns",
     )
+    add_json(e, "the new version")
     add_connection(e, "")
     _principal_default_is_the_keys_owner(e)
     e.set_defaults(handler=encrypt)
 
-    d = ds.add_parser(
+    d = command(
+        ds,
         "decrypt",
-        help="decrypt the latest version into a file only you read",
-        epilog=DECRYPT_EXAMPLES,
-        formatter_class=raw,
+        "decrypt the latest version into a file only you read",
+        DECRYPT_EXAMPLES,
     )
     d.add_argument("uri", type=canonical_uri, help="dataset URI: a path, file:// or az://")
     d.add_argument("--to", type=Path, required=True, help="a .parquet or .csv file")
@@ -140,17 +135,19 @@ def register(sub: Any) -> None:
         help="the dataset master key id (ORG/NAME); default: the one the manifest names "
         "(the key then authenticates the manifest)",
     )
+    add_json(d, "what was written")
     add_connection(d, "")
     _principal_default_is_the_keys_owner(d)
     d.set_defaults(handler=decrypt)
 
-    i = ds.add_parser(
+    i = command(
+        ds,
         "inspect",
-        help="manifest, schema, rows and version; no key, no values",
-        epilog=INSPECT_EXAMPLES,
-        formatter_class=raw,
+        "manifest, schema, rows and version; no key, no values",
+        INSPECT_EXAMPLES,
     )
     i.add_argument("uri", type=canonical_uri, help="dataset URI: a path, file:// or az://")
+    add_json(i, "the manifest's description (not authenticated: no key)")
     i.set_defaults(handler=inspect)
 
 
@@ -217,9 +214,17 @@ def encrypt(args: argparse.Namespace) -> int:
         if new_root is not None:
             _remove_empty_dirs(new_root)
         raise
-    print(
+    emit(
+        args,
+        {
+            "uri": args.to,
+            "version": manifest.version,
+            "rows": manifest.rows,
+            "files": len(manifest.files),
+            "manifest": manifest.digest,
+        },
         f"{args.to}: version {manifest.version}, {manifest.rows:,} rows in "
-        f"{len(manifest.files)} files, manifest {manifest.digest}"
+        f"{len(manifest.files)} files, manifest {manifest.digest}",
     )
     return 0
 
@@ -261,7 +266,17 @@ def decrypt(args: argparse.Namespace) -> int:
             args.to,
             progress,
         )
-    print(f"{args.to}: {manifest.rows:,} rows of {args.uri} version {manifest.version} (0600)")
+    emit(
+        args,
+        {
+            "to": str(args.to),
+            "uri": args.uri,
+            "version": manifest.version,
+            "rows": manifest.rows,
+            "key": args.key,
+        },
+        f"{args.to}: {manifest.rows:,} rows of {args.uri} version {manifest.version} (0600)",
+    )
     return 0
 
 
@@ -269,15 +284,30 @@ def inspect(args: argparse.Namespace) -> int:
     from jobruntime.dataset import owner
 
     m = owner.describe(open_storage(args.uri), args.uri)
-    print(f"dataset   {m.dataset}")
-    print(f"version   {m.version}  (manifest {m.digest}; not authenticated: inspect uses no key)")
-    print(f"previous  {m.previous or '-'}")
-    print(f"key id    {m.key_id}")
-    print(
-        f"rows      {m.rows:,} in {len(m.files)} files, "
-        f"{sum(f.size for f in m.files):,} bytes of ciphertext"
+    ciphertext = sum(f.size for f in m.files)
+    lines = [
+        f"dataset   {m.dataset}",
+        f"version   {m.version}  (manifest {m.digest}; not authenticated: inspect uses no key)",
+        f"previous  {m.previous or '-'}",
+        f"key id    {m.key_id}",
+        f"rows      {m.rows:,} in {len(m.files)} files, {ciphertext:,} bytes of ciphertext",
+        "schema",
+        *(f"  {field.name}: {field.type}" for field in m.schema),
+    ]
+    emit(
+        args,
+        {
+            "dataset": m.dataset,
+            "version": m.version,
+            "manifest": m.digest,
+            "authenticated": False,
+            "previous": m.previous,
+            "key_id": m.key_id,
+            "rows": m.rows,
+            "files": len(m.files),
+            "ciphertext_bytes": ciphertext,
+            "schema": [{"name": f.name, "type": str(f.type)} for f in m.schema],
+        },
+        "\n".join(lines),
     )
-    print("schema")
-    for field in m.schema:
-        print(f"  {field.name}: {field.type}")
     return 0

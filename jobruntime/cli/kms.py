@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cli.common import add_connection, client_from, print_json
+from jobruntime.cli.common import add_connection, add_json, client_from, command, emit, group
 from jobruntime.controlplane.api import EvidenceKind, ReleasePolicy
 from jobruntime.errors import ConfigError
 from jobruntime.spec.codec import parse_model, validate_model
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("kms", help="dataset master keys in the control plane's KMS")
-    ks = p.add_subparsers(dest="kms_command", required=True)
+    ks = group(sub, "kms", "dataset master keys in the control plane's KMS")
 
-    c = ks.add_parser("create-key", help="create a key (ORG/NAME) with its release policy")
-    c.add_argument("key_id")
+    c = command(
+        ks,
+        "create-key",
+        "create a key (ORG/NAME) with its release policy",
+        [
+            "jobruntime kms create-key org-a/customers --emulated",
+            "jobruntime kms create-key org-a/customers --measurement HEX96 --min-tcb snp=3 "
+            "--chip-id HEX128",
+        ],
+    )
+    c.add_argument("key_id", help="the new key's id, ORG/NAME (ORG is your owner org)")
     c.add_argument(
         "--measurement",
         action="append",
@@ -37,7 +46,7 @@ def register(sub: Any) -> None:
         metavar="PART=N",
         help="minimum TCB component: bootloader, tee, snp, microcode, fmc",
     )
-    c.add_argument("--min-guest-svn", type=int, default=0)
+    c.add_argument("--min-guest-svn", type=int, default=0, help="minimum guest SVN [%(default)s]")
     c.add_argument(
         "--allow-emulated",
         action="store_true",
@@ -62,31 +71,53 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--chip-id", action="append", default=[], help="accept only this chip (hex CHIP_ID)"
     )
+    add_json(c, "the created key and its policy")
     add_connection(c, "")
     c.set_defaults(handler=create_key)
 
-    ls = ks.add_parser("list", help="your org's keys and their release policies")
+    ls = command(
+        ks,
+        "list",
+        "your org's keys and their release policies",
+        ["jobruntime kms list --owner org-a", "jobruntime kms list --json"],
+    )
     ls.add_argument("--owner", help="list as this owner org (token owner:ORG); default operator")
-    ls.add_argument("--json", action="store_true", help="print JSON")
+    add_json(ls, "the keys and their policies")
     add_connection(ls, "")
     ls.set_defaults(handler=list_keys)
 
-    sp = ks.add_parser(
+    sp = command(
+        ks,
         "set-policy",
-        help="replace a key's release policy (owner only, audited; future releases only)",
+        "replace a key's release policy (owner only, audited; future releases only)",
+        [
+            "jobruntime kms show org-a/customers | jq .release_policy > policy.json  # edit it",
+            "jobruntime kms set-policy org-a/customers --policy policy.json",
+        ],
     )
     sp.add_argument("key_id", help="ORG/NAME")
     sp.add_argument("--policy", type=Path, required=True, help="a release policy JSON file")
+    add_json(sp, "the key and its new policy")
     add_connection(sp, "")
     sp.set_defaults(handler=set_policy)
 
-    em = ks.add_parser(
-        "emulated-measurement", help="print the emulated TEE's launch measurement (hex)"
+    em = command(
+        ks,
+        "emulated-measurement",
+        "print the emulated TEE's launch measurement (hex)",
+        ["jobruntime kms emulated-measurement"],
     )
+    add_json(em, "the measurement")
     em.set_defaults(handler=emulated_measurement)
 
-    s = ks.add_parser("show", help="a key's owner and release policy (never its material)")
-    s.add_argument("key_id")
+    s = command(
+        ks,
+        "show",
+        "a key's owner and release policy (never its material)",
+        ["jobruntime kms show org-a/customers"],
+    )
+    s.add_argument("key_id", help="the key id, ORG/NAME")
+    add_json(s, "the key", always=True)
     add_connection(s, "operator")
     s.set_defaults(handler=show)
 
@@ -127,21 +158,24 @@ def create_key(args: argparse.Namespace) -> int:
     if args.allow_node_isolation:
         print(
             "WARNING: this key will also be released in node isolation, where whoever "
-            "controls the cluster can run any pod it likes on the confidential node"
+            "controls the cluster can run any pod it likes on the confidential node",
+            file=sys.stderr if args.json else sys.stdout,
         )
     with client_from(args) as client:
         info = client.create_key(args.key_id, policy)
-    print(
+    emit(
+        args,
+        info,
         f"created {info.key_id} for {info.owner}; released only to "
         f"{', '.join(k.value for k in policy.evidence_kinds)} evidence in "
-        f"{' or '.join(policy.isolation)} isolation"
+        f"{' or '.join(policy.isolation)} isolation",
     )
     return 0
 
 
 def show(args: argparse.Namespace) -> int:
     with client_from(args) as client:
-        print_json(client.key_info(args.key_id).model_dump(mode="json"))
+        emit(args, client.key_info(args.key_id))
     return 0
 
 
@@ -150,17 +184,14 @@ def list_keys(args: argparse.Namespace) -> int:
         args.principal = f"owner:{args.owner}" if args.owner else "operator"
     with client_from(args) as client:
         keys = client.list_keys().keys
-    if args.json:
-        print_json([k.model_dump(mode="json") for k in keys])
-        return 0
-    for k in keys:
-        p = k.release_policy
-        print(
-            f"{k.key_id}  owner {k.owner}  evidence {','.join(e.value for e in p.evidence_kinds)}"
-            f"  isolation {','.join(p.isolation)}  {len(p.measurements)} measurement(s)"
-        )
-    if not keys:
-        print("no keys")
+    lines = [
+        f"{k.key_id}  owner {k.owner}  "
+        f"evidence {','.join(e.value for e in k.release_policy.evidence_kinds)}  "
+        f"isolation {','.join(k.release_policy.isolation)}  "
+        f"{len(k.release_policy.measurements)} measurement(s)"
+        for k in keys
+    ]
+    emit(args, keys, "\n".join(lines) or "no keys")
     return 0
 
 
@@ -174,15 +205,17 @@ def set_policy(args: argparse.Namespace) -> int:
     policy = parse_model(ReleasePolicy, raw, "release policy")
     with client_from(args) as client:
         info = client.set_policy(args.key_id, policy)
-    print(
+    emit(
+        args,
+        info,
         f"{info.key_id}: release policy replaced; future releases only (a key already "
-        f"released to a running run stays with it until the run ends: cancel it to stop it)"
+        f"released to a running run stays with it until the run ends: cancel it to stop it)",
     )
     return 0
 
 
-def emulated_measurement(_: argparse.Namespace) -> int:
+def emulated_measurement(args: argparse.Namespace) -> int:
     from jobruntime.attestation.providers.emulated import EMULATED_MEASUREMENT
 
-    print(EMULATED_MEASUREMENT.hex())
+    emit(args, {"measurement": EMULATED_MEASUREMENT.hex()}, EMULATED_MEASUREMENT.hex())
     return 0

@@ -3,7 +3,7 @@
 The command modules import heavy things at import time (pydantic models, pyarrow,
 cryptography, rich...), so only the module of the command being run is imported:
 ``jobruntime --help`` and ``--version`` import none, and the top-level listing comes
-from :data:`COMMANDS` (``tests/test_cli_lazy.py`` keeps it equal to what the modules
+from :data:`COMMANDS` (``tests/test_cli_fast.py`` keeps it equal to what the modules
 register).
 """
 

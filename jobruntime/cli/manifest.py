@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cli.common import add_connection, client_from
-from jobruntime.cluster.spark_home import default_conf_dir
+from jobruntime.cli.common import add_connection, client_from, command, trust_root_path
 from jobruntime.controlplane.api import RunState
 from jobruntime.errors import ConfigError
 from jobruntime.k8s import options as opt
@@ -32,6 +31,7 @@ from jobruntime.k8s.render import Rendered, render, render_policy_input
 from jobruntime.k8s.source import name_workload, verified_run
 from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.sparkconf.check import effective_conf
+from jobruntime.sparkconf.spark_home import default_conf_dir
 from jobruntime.spec.models import PodRole
 
 KUBERNETES_CONF = "kubernetes.conf"
@@ -39,14 +39,26 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "manifest",
-        help="render a verified run as a SparkApplication for the Kubeflow Spark Operator",
+        "render a verified run as a SparkApplication for the Kubeflow Spark Operator",
+        [
+            "jobruntime manifest run-... --image-repo myacr.azurecr.io/jobruntime "
+            "--policy-input driver > driver-pod.yaml",
+            "jobruntime manifest run-... --set-workload --cc-policy driver=driver.rego.b64 "
+            "--cc-policy executor=executor.rego.b64",
+            "jobruntime manifest run-... --image-repo myacr.azurecr.io/jobruntime "
+            "--control-plane-cidr 10.0.0.4/32 --storage-cidr 10.1.0.0/24 -o run.yaml",
+        ],
         description="Render the run's SparkApplication (pod templates only), its "
         "NetworkPolicies and the names of the Secrets it reads, from the run's signed spec "
-        "verified against the trust root. See docs/kubernetes.md.",
+        "verified against the trust root. See docs/kubernetes.md.\n\n"
+        "The output is YAML for kubectl (on stdout or -o FILE); notes and warnings go to "
+        "stderr. There is no --json: the JSON view of the run is `jobruntime runs show "
+        "RUN_ID --json`.",
     )
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the run id (run-...)")
     p.add_argument(
         "--trust-root",
         type=Path,
@@ -54,7 +66,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     p.add_argument("--image-repo", help="the image's repository; the spec pins its digest")
-    p.add_argument("--namespace", default=opt.DEFAULT_NAMESPACE)
+    p.add_argument(
+        "--namespace", default=opt.DEFAULT_NAMESPACE, help="the run's namespace [%(default)s]"
+    )
     p.add_argument(
         "--conf-dir",
         type=Path,
@@ -64,18 +78,50 @@ def register(sub: Any) -> None:
     p.add_argument("--spark-version", help="the image's Spark [the locked pyspark's]")
 
     pods = p.add_argument_group("pods")
-    pods.add_argument("--executors", type=int, default=2)
-    pods.add_argument("--driver-cores", type=int, default=1)
-    pods.add_argument("--driver-memory", default="2g")
-    pods.add_argument("--executor-cores", type=int, default=1)
-    pods.add_argument("--executor-memory", default="2g")
-    pods.add_argument("--local-dir-size", default="20Gi", help="Spark's scratch emptyDir")
-    pods.add_argument("--service-account", default=opt.DEFAULT_SERVICE_ACCOUNT)
-    pods.add_argument("--token-secret", default=opt.DEFAULT_TOKEN_SECRET)
-    pods.add_argument("--storage-secret", default=opt.DEFAULT_STORAGE_SECRET)
-    pods.add_argument("--servicebus-secret", default=opt.DEFAULT_SERVICEBUS_SECRET)
-    pods.add_argument("--heartbeat-transport", choices=["http", "servicebus"], default="http")
-    pods.add_argument("--heartbeat-interval", type=float, default=10.0)
+    pods.add_argument(
+        "--executors", type=int, default=2, help="number of executor pods [%(default)s]"
+    )
+    pods.add_argument("--driver-cores", type=int, default=1, help="driver cores [%(default)s]")
+    pods.add_argument("--driver-memory", default="2g", help="driver memory [%(default)s]")
+    pods.add_argument(
+        "--executor-cores", type=int, default=1, help="cores per executor [%(default)s]"
+    )
+    pods.add_argument("--executor-memory", default="2g", help="memory per executor [%(default)s]")
+    pods.add_argument(
+        "--local-dir-size", default="20Gi", help="Spark's scratch emptyDir [%(default)s]"
+    )
+    pods.add_argument(
+        "--service-account",
+        default=opt.DEFAULT_SERVICE_ACCOUNT,
+        help="the driver's service account [%(default)s]",
+    )
+    pods.add_argument(
+        "--token-secret",
+        default=opt.DEFAULT_TOKEN_SECRET,
+        help="Secret with the control plane's verifier-role token [%(default)s]",
+    )
+    pods.add_argument(
+        "--storage-secret",
+        default=opt.DEFAULT_STORAGE_SECRET,
+        help="Secret with the storage account's connection string [%(default)s]",
+    )
+    pods.add_argument(
+        "--servicebus-secret",
+        default=opt.DEFAULT_SERVICEBUS_SECRET,
+        help="Secret with the Service Bus connection string [%(default)s]",
+    )
+    pods.add_argument(
+        "--heartbeat-transport",
+        choices=["http", "servicebus"],
+        default="http",
+        help="how the heartbeat sidecar reports to the control plane [%(default)s]",
+    )
+    pods.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=10.0,
+        help="seconds between heartbeats [%(default)s]",
+    )
 
     iso = p.add_argument_group("isolation")
     iso.add_argument(
@@ -92,7 +138,11 @@ def register(sub: Any) -> None:
         "its SHA-256 must be the spec's HOST_DATA for the role",
     )
     iso.add_argument(
-        "--host-data", action="append", default=[], metavar="ROLE=HEX", help="with --set-workload"
+        "--host-data",
+        action="append",
+        default=[],
+        metavar="ROLE=HEX",
+        help="with --set-workload: a role's HOST_DATA as 64 hex digits, instead of --cc-policy",
     )
     iso.add_argument(
         "--set-workload",
@@ -121,25 +171,67 @@ def register(sub: Any) -> None:
     )
 
     net = p.add_argument_group("NetworkPolicy egress (CIDRs)")
-    net.add_argument("--control-plane-cidr", action="append", default=[])
-    net.add_argument("--control-plane-port", type=int, default=opt.HTTPS)
-    net.add_argument("--storage-cidr", action="append", default=[])
-    net.add_argument("--servicebus-cidr", action="append", default=[])
-    net.add_argument("--api-server-cidr", action="append", default=[])
-    net.add_argument("--api-server-port", type=int, default=opt.HTTPS)
-    net.add_argument("--dns-namespace", default=opt.DNS_NAMESPACE)
-    net.add_argument("--dns-label", action="append", default=[], metavar="KEY=VALUE")
+    net.add_argument(
+        "--control-plane-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="the control plane's addresses (repeat)",
+    )
+    net.add_argument(
+        "--control-plane-port",
+        type=int,
+        default=opt.HTTPS,
+        help="the control plane's port [%(default)s]",
+    )
+    net.add_argument(
+        "--storage-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="the storage account's addresses (repeat)",
+    )
+    net.add_argument(
+        "--servicebus-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="the Service Bus namespace's addresses (repeat; with --heartbeat-transport "
+        "servicebus)",
+    )
+    net.add_argument(
+        "--api-server-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="the Kubernetes API server's addresses, which the driver needs (repeat)",
+    )
+    net.add_argument(
+        "--api-server-port",
+        type=int,
+        default=opt.HTTPS,
+        help="the Kubernetes API server's port [%(default)s]",
+    )
+    net.add_argument(
+        "--dns-namespace",
+        default=opt.DNS_NAMESPACE,
+        help="the namespace of the cluster DNS pods [%(default)s]",
+    )
+    net.add_argument(
+        "--dns-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of the cluster DNS pods (repeat; default "
+        + ",".join(f"{k}={v}" for k, v in opt.DNS_LABELS.items())
+        + ")",
+    )
     add_connection(p, "operator")
     p.set_defaults(handler=manifest)
 
 
 def _trust_root(args: argparse.Namespace) -> TrustRoot:
-    path = args.trust_root or (
-        Path(args.emulator_state) / "trust-root.json" if args.emulator_state else None
-    )
-    if path is None:
-        raise ConfigError("manifest needs --trust-root (or --emulator-state)")
-    return TrustRoot.load(path)
+    return TrustRoot.load(trust_root_path(args))
 
 
 def _policies(args: argparse.Namespace) -> dict[PodRole, str]:

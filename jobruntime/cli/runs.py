@@ -8,9 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobruntime.cli.common import add_connection, client_from, print_json
+from jobruntime.cli.common import (
+    add_connection,
+    add_json,
+    client_from,
+    command,
+    emit,
+    group,
+    trust_root_path,
+)
 from jobruntime.controlplane.client import ControlPlaneClient
-from jobruntime.errors import ConfigError, ConfirmationRequiredError
+from jobruntime.errors import ConfirmationRequiredError
 from jobruntime.signing.approvals import sign_approval, tally
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
@@ -20,38 +28,67 @@ from jobruntime.verification.signed import VerifiedSpec, verify_response
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("runs", help="submit, inspect and cancel job runs")
-    rs = p.add_subparsers(dest="runs_command", required=True)
+    rs = group(sub, "runs", "submit, inspect and cancel job runs")
 
-    s = rs.add_parser("submit", help="submit a job-run request (JSON)")
-    s.add_argument("request", type=Path)
+    s = command(
+        rs,
+        "submit",
+        "submit a job-run request (JSON)",
+        ["jobruntime runs submit request.json", "jobruntime runs submit request.json --json"],
+    )
+    s.add_argument(
+        "request", type=Path, help="a job-run request: job, module digest, datasets, parameters"
+    )
+    add_json(s, "the run id, spec digest and state")
     add_connection(s, "submitter")
     s.set_defaults(handler=submit)
 
-    st = rs.add_parser("status", help="show a run's state and approvals")
-    st.add_argument("run_id")
+    st = command(
+        rs,
+        "status",
+        "show a run's state and approvals",
+        ["jobruntime runs status run-..."],
+    )
+    st.add_argument("run_id", help="the run id (run-...)")
+    add_json(st, "the status", always=True)
     add_connection(st, "submitter")
     st.set_defaults(handler=status)
 
-    c = rs.add_parser("cancel", help="cancel a run")
-    c.add_argument("run_id")
-    c.add_argument("--reason", default="cancelled by request")
+    c = command(
+        rs,
+        "cancel",
+        "cancel a run",
+        ["jobruntime runs cancel run-... --reason 'wrong input'"],
+    )
+    c.add_argument("run_id", help="the run id (run-...)")
+    c.add_argument(
+        "--reason", default="cancelled by request", help="recorded in the audit log [%(default)s]"
+    )
+    add_json(c, "the run's new state")
     add_connection(c, "operator")
     c.set_defaults(handler=cancel)
 
-    ls = rs.add_parser(
+    ls = command(
+        rs,
         "list",
-        help="the runs you may see: a submitter's own, an owner's org's, an operator's all",
+        "the runs you may see: a submitter's own, an owner's org's, an operator's all",
+        [
+            "jobruntime runs list",
+            "jobruntime runs list --owner org-a --limit 20",
+            "jobruntime runs list --as operator --json",
+        ],
     )
     ls.add_argument("--owner", help="list as this owner org (token owner:ORG)")
     ls.add_argument("--limit", type=int, help="at most this many runs")
-    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(ls, "the runs")
     add_connection(ls, "")
     ls.set_defaults(handler=list_runs)
 
-    sh = rs.add_parser(
+    sh = command(
+        rs,
         "show",
-        help="the run's spec, verified against the trust root, as its owners review it",
+        "the run's spec, verified against the trust root, as its owners review it",
+        ["jobruntime runs show run-... --owner org-a", "jobruntime runs show run-... --json"],
     )
     sh.add_argument("run_id", help="the run id (run-...)")
     sh.add_argument("--owner", help="read as this owner org (token owner:ORG)")
@@ -60,17 +97,33 @@ def register(sub: Any) -> None:
         type=Path,
         help="checks the control plane's signature (default: the emulator state's)",
     )
-    sh.add_argument("--json", action="store_true", help="print the verified review as JSON")
+    add_json(sh, "the verified review")
     add_connection(sh, "")
     sh.set_defaults(handler=show)
 
-    sp = rs.add_parser("spec", help="fetch the signed spec and approvals")
-    sp.add_argument("run_id")
+    sp = command(
+        rs,
+        "spec",
+        "fetch the signed spec and approvals",
+        ["jobruntime runs spec run-... > signed-run.json"],
+    )
+    sp.add_argument("run_id", help="the run id (run-...)")
+    add_json(sp, "the signed spec and approvals", always=True)
     add_connection(sp, "submitter")
     sp.set_defaults(handler=spec)
 
-    a = sub.add_parser("approve", help="approve a run as a data owner (signs its spec digest)")
-    a.add_argument("run_id")
+    a = command(
+        sub,
+        "approve",
+        "approve a run as a data owner (signs its spec digest)",
+        [
+            "jobruntime approve run-... --owner org-a --key .state/emulator/owners/org-a.key",
+            "jobruntime approve run-... --owner org-a --key org-a.key --yes --json",
+        ],
+        description="Approve a run as a data owner: fetch its spec, verify the control "
+        "plane's signature, show what it runs on what, ask, then sign its exact digest.",
+    )
+    a.add_argument("run_id", help="the run id (run-...)")
     a.add_argument("--key", type=Path, required=True, help="the owner's approval key")
     a.add_argument("--owner", required=True, help="the owner org approving")
     a.add_argument(
@@ -79,7 +132,7 @@ def register(sub: Any) -> None:
         help="sign without asking (scripts); without it, asks y/N on a terminal and "
         "refuses when there is none",
     )
-    a.add_argument("--json", action="store_true", help="print the review and result as JSON")
+    add_json(a, "the review and the result")
     a.add_argument(
         "--trust-root",
         type=Path,
@@ -94,26 +147,26 @@ def submit(args: argparse.Namespace) -> int:
     request = parse_model(JobRunRequest, args.request.read_bytes(), str(args.request))
     with client_from(args) as client:
         resp = client.submit(request)
-    print(f"submitted {resp.run_id} ({resp.spec_digest}), {resp.state.value}")
+    emit(args, resp, f"submitted {resp.run_id} ({resp.spec_digest}), {resp.state.value}")
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
     with client_from(args) as client:
-        print_json(client.status(args.run_id).model_dump(mode="json"))
+        emit(args, client.status(args.run_id))
     return 0
 
 
 def cancel(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         st = client.cancel(args.run_id, args.reason)
-    print(f"{st.run_id} is {st.state.value}")
+    emit(args, st, f"{st.run_id} is {st.state.value}")
     return 0
 
 
 def spec(args: argparse.Namespace) -> int:
     with client_from(args) as client:
-        print_json(client.signed_run(args.run_id).model_dump(mode="json"))
+        emit(args, client.signed_run(args.run_id))
     return 0
 
 
@@ -124,29 +177,19 @@ def _principal(args: argparse.Namespace, default: str) -> None:
 
 
 def _trust_root(args: argparse.Namespace) -> TrustRoot:
-    path = args.trust_root or (
-        Path(args.emulator_state) / "trust-root.json" if args.emulator_state else None
-    )
-    if path is None:
-        raise ConfigError("need --trust-root (or --emulator-state) to check the signature")
-    return TrustRoot.load(path)
+    return TrustRoot.load(trust_root_path(args))
 
 
 def list_runs(args: argparse.Namespace) -> int:
     _principal(args, "submitter")
     with client_from(args) as client:
         found = client.all_runs(args.limit)
-    if args.json:
-        print_json([r.model_dump(mode="json") for r in found])
-        return 0
-    if not found:
-        print("no runs")
-        return 0
-    for r in found:
-        print(
-            f"{r.run_id}  {r.state.value:<16} {r.job_id:<20} "
-            f"owners {','.join(r.required_owners)}  {r.created_at:%Y-%m-%d %H:%M:%S}"
-        )
+    lines = [
+        f"{r.run_id}  {r.state.value:<16} {r.job_id:<20} "
+        f"owners {','.join(r.required_owners)}  {r.created_at:%Y-%m-%d %H:%M:%S}"
+        for r in found
+    ]
+    emit(args, found, "\n".join(lines) or "no runs")
     return 0
 
 
@@ -227,10 +270,7 @@ def show(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         verified = _fetch_verified(client, args.run_id, root)
     summary = review(verified, root)
-    if args.json:
-        print_json(summary)
-    else:
-        print(render(summary))
+    emit(args, summary, lambda: render(summary))
     return 0
 
 
@@ -260,17 +300,14 @@ def approve(args: argparse.Namespace) -> int:
         _confirm(args, verified.digest)
         approval = sign_approval(verified.spec, verified.digest, args.owner, key, utcnow())
         resp = client.approve(args.run_id, approval)
-    if args.json:
-        print_json(
-            {
-                "review": summary,
-                "signed": {"spec_digest": verified.digest, "owner": args.owner, "keyid": key.keyid},
-                "state": resp.state.value,
-            }
-        )
-        return 0
-    print(
+    emit(
+        args,
+        {
+            "review": summary,
+            "signed": {"spec_digest": verified.digest, "owner": args.owner, "keyid": key.keyid},
+            "state": resp.state.value,
+        },
         f"{args.owner} signed {verified.digest} with key {key.keyid} for {resp.run_id};"
-        f" run is {resp.state.value}"
+        f" run is {resp.state.value}",
     )
     return 0

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from jobruntime.cli.common import add_json, command, emit, group
 from jobruntime.signing import envelope
 from jobruntime.signing.keys import SigningKey
 from jobruntime.signing.trustroot import TrustRoot
@@ -18,11 +19,18 @@ from jobruntime.verification.signed import verify_response
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("spec", help="sign and verify job-run specs")
-    ss = p.add_subparsers(dest="spec_command", required=True)
+    ss = group(sub, "spec", "sign and verify job-run specs")
 
-    s = ss.add_parser("sign", help="sign a spec JSON file into a DSSE envelope")
-    s.add_argument("spec", type=Path)
+    s = command(
+        ss,
+        "sign",
+        "sign a spec JSON file into a DSSE envelope",
+        [
+            "jobruntime spec sign spec.json --key cp.key --out spec.dsse.json",
+            "jobruntime spec sign spec.json --key a.key --key b.key > spec.dsse.json",
+        ],
+    )
+    s.add_argument("spec", type=Path, help="a job-run spec (JSON)")
     s.add_argument(
         "--key",
         type=Path,
@@ -31,18 +39,40 @@ def register(sub: Any) -> None:
         help="private key; repeat for several signatures",
     )
     s.add_argument("--out", type=Path, help="envelope file (default: stdout)")
+    add_json(s, "the run id, spec digest and signature count (and the envelope without --out)")
     s.set_defaults(handler=sign)
 
-    v = ss.add_parser("verify", help="verify an envelope or a {envelope, approvals} document")
-    v.add_argument("signed", type=Path)
-    v.add_argument("--trust-root", type=Path, required=True)
+    v = command(
+        ss,
+        "verify",
+        "verify an envelope or a {envelope, approvals} document",
+        [
+            "jobruntime spec verify spec.dsse.json --trust-root trust-root.json --no-approvals",
+            "jobruntime spec verify signed-run.json --trust-root trust-root.json "
+            "--run-id run-... --json",
+        ],
+    )
+    v.add_argument(
+        "signed",
+        type=Path,
+        help="a DSSE envelope, or {envelope, approvals} as `jobruntime runs spec` prints it",
+    )
+    v.add_argument(
+        "--trust-root", type=Path, required=True, help="the trust root JSON to verify against"
+    )
     v.add_argument("--run-id", help="also require this run id")
     v.add_argument(
         "--no-approvals",
         action="store_true",
         help="check only the control plane's signature and the window",
     )
-    v.add_argument("--clock-skew", type=float, default=60.0)
+    v.add_argument(
+        "--clock-skew",
+        type=float,
+        default=60.0,
+        help="seconds of clock skew allowed at the validity window's ends [%(default)s]",
+    )
+    add_json(v, "the verified run id, digest and checks")
     v.set_defaults(handler=verify)
 
 
@@ -51,11 +81,14 @@ def sign(args: argparse.Namespace) -> int:
     keys = [SigningKey.load(k) for k in args.key]
     env = envelope.sign(canonical(spec), envelope.SPEC_TYPE, keys)
     text = envelope.dumps(env)
+    digest = sha256_digest(canonical(spec))
     if args.out:
         args.out.write_text(text + "\n")
-    else:
+    if args.json:
+        where = {"out": str(args.out)} if args.out else {"envelope": json.loads(text)}
+        emit(args, {"run_id": spec.run_id, "spec_digest": digest, "signatures": len(keys), **where})
+    elif not args.out:
         print(text)
-    digest = sha256_digest(canonical(spec))
     print(f"signed {spec.run_id} ({digest}) with {len(keys)} key(s)", file=sys.stderr)
     return 0
 
@@ -74,7 +107,18 @@ def verify(args: argparse.Namespace) -> int:
         skew=timedelta(seconds=args.clock_skew),
         require_approvals=not args.no_approvals,
     )
-    print(f"verified {verified.spec.run_id} ({verified.digest})")
-    for line in verified.checks:
-        print(f"  ok  {line}")
+    emit(
+        args,
+        {
+            "run_id": verified.spec.run_id,
+            "spec_digest": verified.digest,
+            "checks": list(verified.checks),
+        },
+        "\n".join(
+            [
+                f"verified {verified.spec.run_id} ({verified.digest})",
+                *(f"  ok  {line}" for line in verified.checks),
+            ]
+        ),
+    )
     return 0

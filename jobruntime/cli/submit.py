@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from jobruntime.cli.common import add_json, add_state, command, emit
 from jobruntime.dev.submit import SubmitPlan, driver_reason, submit
 from jobruntime.errors import ConfigError
 from jobruntime.job.errors import JobCancelledError
@@ -19,10 +20,34 @@ CANCELLED_EXIT = JobCancelledError.exit_code
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("submit", help="run a job module on Spark against the local emulator")
+    p = command(
+        sub,
+        "submit",
+        "run a job module on Spark against the local emulator",
+        [
+            "jobruntime submit jobs/overlap.py --input customers_a=./data/a "
+            "--input customers_b=./data/b --output overlap=./data/overlap --param k=10",
+            "jobruntime submit jobs/redaction.py --input src=./data/a --output out=./data/red "
+            "--param 'pii_columns=[\"email\"]' --no-auto-approve",
+            "jobruntime submit jobs/overlap.py --params-file params.json "
+            '--master "$(jobruntime cluster up --json | jq -r .master_url)" ... --json',
+        ],
+    )
     p.add_argument("module", type=Path, help="the job module, e.g. jobs/overlap.py")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=URI")
-    p.add_argument("--output", action="append", default=[], metavar="NAME=URI")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=URI",
+        help="a dataset the job reads as NAME: a path (made absolute), file:// or az:// (repeat)",
+    )
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="NAME=URI",
+        help="a dataset the job writes as NAME, encrypted: a path, file:// or az:// (repeat)",
+    )
     p.add_argument(
         "--output-key",
         action="append",
@@ -53,12 +78,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark configuration"
     )
-    p.add_argument("--emulator-state", type=Path, default=Path(".state/emulator"))
-    p.add_argument(
-        "--cluster-state",
-        type=Path,
-        default=Path(".state/cluster"),
-        help="where `jobruntime cluster up` keeps the standalone cluster",
+    add_state(
+        p,
+        "emulator",
+        "--emulator-state",
+        help="the local emulator's state (started if none serves it)",
+    )
+    add_state(
+        p, "cluster", "--cluster-state", help="where `jobruntime cluster up` keeps the cluster"
     )
     p.add_argument(
         "--heartbeat-interval",
@@ -71,6 +98,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="wait for `jobruntime approve` instead of the emulator's dev owner keys",
     )
+    add_json(p, "the run id, exit code, outputs, their keys and the timings")
     p.set_defaults(handler=run)
 
 
@@ -117,6 +145,18 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]: the run was cancelled")
             return 130
+    if args.json:  # on failure too: a script reads the run id and the exit code
+        emit(
+            args,
+            {
+                "run_id": result.run_id,
+                "exit_code": result.exit_code,
+                "outputs": result.outputs,
+                "output_keys": result.output_keys,
+                "timings": [{"step": t, "seconds": round(s, 3)} for t, s in result.timings],
+                "driver_log": str(result.driver_log) if result.driver_log else None,
+            },
+        )
     for title, seconds in result.timings:
         console.print(f"  {seconds:6.1f} s  {title}")
     if result.exit_code == CANCELLED_EXIT:
@@ -127,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]run {result.run_id} failed[/red] (exit {result.exit_code}): {reason}")
         console.print(f"driver log: {result.driver_log}")
         return result.exit_code
+    if args.json:
+        return 0
     for name, uri in result.outputs.items():
         print(f"{result.run_id}: {name} written encrypted to {uri}")
         print(
