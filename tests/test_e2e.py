@@ -324,7 +324,8 @@ def audit(world: World, run_id: str, event: str) -> list[dict[str, object]]:
 
 
 def test_heartbeats_report_progress_while_spark_runs(world: World) -> None:
-    result = run(world.plan(ROOT / "jobs" / "overlap.py", "overlap-hb", heartbeat_interval=1.0))
+    # 2 s: a run times out after 3 missed beats (6 s), which a loaded machine never reaches.
+    result = run(world.plan(ROOT / "jobs" / "overlap.py", "overlap-hb", heartbeat_interval=2.0))
     assert result.exit_code == 0, driver_reason(result.driver_log)  # type: ignore[arg-type]
     beats = audit(world, result.run_id, "heartbeat")
     seqs = [int(b["seq"]) for b in beats]  # type: ignore[call-overload]
