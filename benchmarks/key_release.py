@@ -58,7 +58,9 @@ def main() -> int:
             ids = {d.name: d.key_id for d in (*spec.inputs, *spec.outputs)}
             # The output's key wraps a KEK; every pod then unwraps KEKs of every dataset.
             pods.run_verifier(run.driver, run.plan, "driver")
-            first, held, wrapped = [], [], {}
+            first: list[float] = []
+            held: list[float] = []
+            wrapped: dict[str, str] = {}
             for role, pod in (
                 ("driver", run.driver),
                 ("executor", run.executor),

@@ -47,9 +47,9 @@ def with_payload(doc: Doc, raw: bytes, resign: SigningKey | None = None) -> Doc:
     if resign is not None:
         env = envelope.sign(raw, envelope.SPEC_TYPE, [resign])
         return {**doc, "envelope": envelope.to_json(env)}
-    env = dict(doc["envelope"])
-    env["payload"] = base64.b64encode(raw).decode()
-    return {**doc, "envelope": env}
+    unsigned = dict(doc["envelope"])
+    unsigned["payload"] = base64.b64encode(raw).decode()
+    return {**doc, "envelope": unsigned}
 
 
 def flip_byte(doc: Doc) -> Doc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import requests
@@ -237,18 +237,23 @@ def test_owners_approve_only_a_complete_workload_and_approve_it_too(runs: Runs) 
 # --- the declarative release policy, as composable checks --------------------------
 
 
-def appraisal(isolation: str = "pod", **launch: Any) -> Appraisal:
+def appraisal(
+    isolation: Literal["pod", "node"] = "pod",
+    *,
+    policy: int = DEFAULT_GUEST_POLICY,
+    vmpl: int = 0,
+) -> Appraisal:
     tee = load_tee_for_unit()
     report = tee.report(
         report_data=bytes(64),
         measurement=EMULATED_MEASUREMENT,
         host_data=bytes(32),
-        policy=launch.pop("policy", DEFAULT_GUEST_POLICY),
+        policy=policy,
         guest_svn=0,
-        vmpl=launch.pop("vmpl", 0),
+        vmpl=vmpl,
     )
     parsed = AttestationReport.parse(report)
-    return Appraisal(EvidenceKind.EMULATED, isolation, parsed, tee.product)  # type: ignore[arg-type]
+    return Appraisal(EvidenceKind.EMULATED, isolation, parsed, tee.product)
 
 
 _TEE: list[Any] = []
@@ -293,8 +298,8 @@ def test_policy_accepts_what_it_names() -> None:
             "vmpls": [0, 1],
         }
     )
-    launch = {"policy": (DEFAULT_GUEST_POLICY & ~(1 << 16)) | SINGLE_SOCKET, "vmpl": 1}
-    build(policy, load_tee_for_unit().product).verify(appraisal(**launch))
+    launch = appraisal(policy=(DEFAULT_GUEST_POLICY & ~(1 << 16)) | SINGLE_SOCKET, vmpl=1)
+    build(policy, load_tee_for_unit().product).verify(launch)
 
 
 # --- run state moves forward only, compare-and-set (races an adversary can start) ---

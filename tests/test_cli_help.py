@@ -57,7 +57,9 @@ def test_the_walk_sees_every_command() -> None:
 
 
 def test_every_command_in_a_listing_has_help() -> None:
-    def groups(p: argparse.ArgumentParser) -> Iterator[argparse._SubParsersAction[object]]:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+    def groups(p: argparse.ArgumentParser) -> Iterator[Subparsers]:
         for a in p._actions:
             if isinstance(a, argparse._SubParsersAction):
                 yield a
@@ -84,7 +86,9 @@ def test_every_flag_and_positional_has_help(path: str) -> None:
 @pytest.mark.parametrize("path", LEAVES)
 def test_every_command_shows_examples(path: str) -> None:
     p = leaf(path)
-    assert issubclass(p.formatter_class, argparse.RawDescriptionHelpFormatter)
+    formatter = p.formatter_class
+    assert isinstance(formatter, type)
+    assert issubclass(formatter, argparse.RawDescriptionHelpFormatter)
     assert p.epilog and p.epilog.startswith("examples:")
     lines = [line.strip() for line in p.epilog.splitlines()[1:]]
     assert any(line.startswith(f"jobruntime {path}") for line in lines), p.epilog

@@ -8,6 +8,7 @@ source, the owners' own encrypt and decrypt. Only the TEE is emulated.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import secrets
 import shutil
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 import pandas as pd
 import pyarrow as pa
@@ -38,6 +40,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SENTINEL = "sentinel-7f3a9c@example.org"
 
 
+class PlanChange(TypedDict, total=False):
+    """What a test changes in a ``World.plan``."""
+
+    master: str
+    spark_conf: dict[str, str]
+    cluster_state: Path
+    heartbeat_interval: float
+
+
 @dataclass
 class World:
     emu: EmulatorProcess
@@ -49,17 +60,17 @@ class World:
 
     shm: Path
 
-    def plan(self, module: Path, output: str, **kw: object) -> SubmitPlan:
-        kw.setdefault("spark_conf", {"spark.local.dir": str(self.tmp / "spark-local")})
-        return SubmitPlan(
+    def plan(self, module: Path, output: str, **change: Unpack[PlanChange]) -> SubmitPlan:
+        plan = SubmitPlan(
             module=module,
             inputs=dict(self.inputs),
             outputs={"overlap": f"file://{self.tmp / output}"},
             params={"k": 10},
             state=self.emu.state,
+            spark_conf={"spark.local.dir": str(self.tmp / "spark-local")},
             work_root=self.shm,
-            **kw,
-        )  # type: ignore[arg-type]
+        )
+        return dataclasses.replace(plan, **change)
 
     def decrypt(self, uri: str, key_id: str) -> pa.Table:
         org = key_id.split("/")[0]
@@ -124,6 +135,12 @@ def run(plan: SubmitPlan) -> SubmitResult:
     return submit(plan, lambda _line: None)
 
 
+def driver_refusal(result: SubmitResult) -> str:
+    """The driver's one-line refusal, from its log."""
+    assert result.driver_log is not None, "the run left no driver log"
+    return driver_reason(result.driver_log)
+
+
 OVERLAP_LINES: list[str] = []
 """What ``submit`` reported during the overlap run: steps, job-log lines, Spark progress."""
 
@@ -146,7 +163,7 @@ def test_submit_streams_the_job_log_and_spark_progress(overlap_run: SubmitResult
 
 
 def test_overlap_on_local2_equals_pandas(world: World, overlap_run: SubmitResult) -> None:
-    assert overlap_run.exit_code == 0, driver_reason(overlap_run.driver_log)  # type: ignore[arg-type]
+    assert overlap_run.exit_code == 0, driver_refusal(overlap_run)
     table = world.decrypt(overlap_run.outputs["overlap"], "org-a/overlap")
     got = {r["segment"]: r["customers"] for r in table.to_pylist()}
     assert got == expected_overlap(world.a, world.b, k=10)
@@ -204,7 +221,7 @@ def test_reading_an_undeclared_dataset_fails_before_io(world: World) -> None:
     module = job_file(world, "def run(ctx):\n    ctx.read('payroll')\n")
     result = run(world.plan(module, "undeclared"))
     assert result.exit_code == 26
-    assert "job.undeclared_dataset" in driver_reason(result.driver_log)  # type: ignore[arg-type]
+    assert "job.undeclared_dataset" in driver_refusal(result)
     with world.emu.client("operator") as c:
         status = c.status(result.run_id)
     assert status.state is RunState.FAILED
@@ -233,7 +250,7 @@ def test_module_edited_after_verification_is_caught_by_the_driver(world: World) 
 
     result = submit(world.plan(module, "edited-late"), edit)
     assert result.exit_code == 16
-    assert "digest.module" in driver_reason(result.driver_log)  # type: ignore[arg-type]
+    assert "digest.module" in driver_refusal(result)
 
 
 def test_an_owner_who_has_not_approved_stops_the_verifier(world: World, shm_dir: Path) -> None:
@@ -310,7 +327,7 @@ def test_overlap_on_the_standalone_cluster_equals_pandas(world: World, tmp_path:
             cluster_state=tmp_path / "cluster",
         )
         result = run(plan)
-        assert result.exit_code == 0, driver_reason(result.driver_log)  # type: ignore[arg-type]
+        assert result.exit_code == 0, driver_refusal(result)
     finally:
         cluster.down()
     table = world.decrypt(result.outputs["overlap"], "org-a/overlap")
@@ -318,7 +335,7 @@ def test_overlap_on_the_standalone_cluster_equals_pandas(world: World, tmp_path:
     assert got == expected_overlap(world.a, world.b, k=10)
 
 
-def audit(world: World, run_id: str, event: str) -> list[dict[str, object]]:
+def audit(world: World, run_id: str, event: str) -> list[dict[str, Any]]:
     with world.emu.client("operator") as c:
         return [e.details for e in c.audit().entries if e.run_id == run_id and e.event == event]
 
@@ -326,12 +343,12 @@ def audit(world: World, run_id: str, event: str) -> list[dict[str, object]]:
 def test_heartbeats_report_progress_while_spark_runs(world: World) -> None:
     # 2 s: a run times out after 3 missed beats (6 s), which a loaded machine never reaches.
     result = run(world.plan(ROOT / "jobs" / "overlap.py", "overlap-hb", heartbeat_interval=2.0))
-    assert result.exit_code == 0, driver_reason(result.driver_log)  # type: ignore[arg-type]
+    assert result.exit_code == 0, driver_refusal(result)
     beats = audit(world, result.run_id, "heartbeat")
-    seqs = [int(b["seq"]) for b in beats]  # type: ignore[call-overload]
+    seqs = [int(b["seq"]) for b in beats]
     assert seqs == sorted(seqs)
     assert len(beats) >= 5
-    done = [int(b["jobs_done"]) for b in beats]  # type: ignore[call-overload]
+    done = [int(b["jobs_done"]) for b in beats]
     assert done == sorted(done)  # progress only advances
     assert done[-1] > 0
 
@@ -373,7 +390,7 @@ def test_ctrl_c_cancels_the_run_and_stops_its_spark_job(world: World) -> None:
 
     started = time.monotonic()
     result = submit(plan, cancel_soon)
-    assert result.exit_code == 29, driver_reason(result.driver_log)  # type: ignore[arg-type]
+    assert result.exit_code == 29, driver_refusal(result)
     assert time.monotonic() - started < 120  # well before the job's own end (~150 s)
     with world.emu.client("operator") as c:
         status = c.status(result.run_id)
@@ -398,7 +415,7 @@ def test_a_cast_failing_on_a_value_leaves_it_in_no_log_message_or_file(world: Wo
     lines: list[str] = []
     result = submit(world.plan(module, "cast-fails"), lines.append)
     assert result.exit_code == 26
-    reason = driver_reason(result.driver_log)  # type: ignore[arg-type]
+    reason = driver_refusal(result)
     assert "job.failed" in reason and f"{module.name}:6" in reason, reason
     with world.emu.client("operator") as c:
         status = c.status(result.run_id)
@@ -442,8 +459,9 @@ def test_a_task_retried_during_a_native_write_publishes_one_complete_version(
     are the ones committed, once: every row exactly once, one version, staging gone."""
     module = job_file(world, FLAKY_WRITE_JOB)
     result = run(world.plan(module, "retried", master="local[2,2]"))
-    assert result.exit_code == 0, driver_reason(result.driver_log)  # type: ignore[arg-type]
-    log = result.driver_log.read_text()  # type: ignore[union-attr]
+    assert result.exit_code == 0, driver_refusal(result)
+    assert result.driver_log is not None
+    log = result.driver_log.read_text()
     assert "native_parquet_unavailable" not in log  # the native path wrote it
     table = world.decrypt(result.outputs["overlap"], "org-a/overlap")
     assert sorted(table.column("email").to_pylist()) == sorted(world.a["email"])

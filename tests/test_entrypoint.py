@@ -28,9 +28,14 @@ def test_expected_and_unexpected_failures(
     assert "C-1042" not in err
     # The debug switch is refused outside development mode, before the command runs...
     ran: list[int] = []
+
+    def command() -> int:
+        ran.append(1)
+        return 0
+
     monkeypatch.setenv("JOBRUNTIME_DEBUG", "1")
     monkeypatch.delenv("JOBRUNTIME_DEV", raising=False)
-    assert run_main("prog", lambda: ran.append(1) or 0) == 2
+    assert run_main("prog", command) == 2
     assert ran == []
     assert capsys.readouterr().err.startswith("prog: config.debug_refused: JOBRUNTIME_DEBUG")
     # ...and in development mode it re-raises, for a developer's own data.

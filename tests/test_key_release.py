@@ -512,10 +512,10 @@ def test_key_of_an_org_that_did_not_approve_is_not_released(
     )
     runs.approve(run_id, "org-a")  # org-a is the only required owner; org-b never approves
     pod = verified_pod(runs, run_id)
-    with pytest.raises(JobRuntimeError) as exc:
+    with pytest.raises(ControlPlaneError) as exc:
         session(emulator, pod).release("loot")
-    assert exc.value.status == 403  # type: ignore[attr-defined]
-    assert exc.value.remote_code == "kms.key_owner"  # type: ignore[attr-defined]
+    assert exc.value.status == 403
+    assert exc.value.remote_code == "kms.key_owner"
     assert released(emulator, run_id) == []
 
 
@@ -533,7 +533,7 @@ def test_owner_key_api(emulator: EmulatorProcess) -> None:
             a.create_key(f"org-b/planted-{secrets.token_hex(6)}", DEV_POLICY)
         assert (exc.value.status, exc.value.remote_code) == (403, "auth.forbidden")
         # Key ids are unique; the second create changes nothing.
-        with pytest.raises(JobRuntimeError) as exc2:
+        with pytest.raises(ControlPlaneError) as exc2:
             a.create_key(key_id, ReleasePolicy(measurements=["00" * 48]))
         assert (exc2.value.status, exc2.value.remote_code) == (409, "kms.key_exists")
         assert a.key_info(key_id).release_policy == DEV_POLICY

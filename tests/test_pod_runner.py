@@ -159,7 +159,9 @@ def test_each_container_is_launched_from_the_yaml_with_its_pods_own_volumes(
     assert spark.env["JOB_KEYAGENT_SOCKET"] == str(run / "agent" / "agent.sock")
     assert spark.environment()["JOBRUNTIME_AZURE_CONNECTION_STRING"] == "AccountKey=secret-value"
     assert "secret-value" not in json.dumps([c.launch.measured() for c in plan.containers])
-    assert spark.measured()["env"]["JOB_KEYAGENT_SOCKET"] == "/run/jobruntime/agent/agent.sock"
+    measured_env = spark.measured()["env"]
+    assert isinstance(measured_env, dict)
+    assert measured_env["JOB_KEYAGENT_SOCKET"] == "/run/jobruntime/agent/agent.sock"
     volumes.remove()
     assert not volumes.root.exists()
 
@@ -401,7 +403,7 @@ class Staged:
     module: Path
     output: str
     output_key: str
-    host_data: dict[str, str]
+    host_data: dict[PodRole, str]
 
 
 def manifest(emu: EmulatorProcess, run_id: str, *extra: str) -> None:
@@ -446,18 +448,19 @@ def submit(data: World, tmp: Path) -> tuple[str, Path, str, str]:
 def stage(data: World, runner: PodRunner, tmp: Path) -> Staged:
     """As an operator: measure the pods, name HOST_DATA, owners approve, render the run."""
     run_id, module, output, out_key = submit(data, tmp)
-    measured = {}
-    for role in ("driver", "executor"):
+    measured: dict[PodRole, str] = {}
+    roles: tuple[PodRole, ...] = ("driver", "executor")
+    for role in roles:
         pod = tmp / f"{role}-pod.yaml"
         manifest(data.emu, run_id, "--policy-input", role, "-o", str(pod))
-        measured[role] = runner.host_data(pod.read_text(), role)  # type: ignore[arg-type]
+        measured[role] = runner.host_data(pod.read_text(), role)
     named = [f"--host-data={role}={value}" for role, value in measured.items()]
     manifest(data.emu, run_id, *named, "--set-workload")
     Runs(data.emu, tmp).approve(run_id)
     manifest(data.emu, run_id, "-o", str(tmp / "app.yaml"))
     text = (tmp / "app.yaml").read_text()
     for role, value in measured.items():  # the application's pods are the ones measured
-        assert runner.host_data(text, role) == value  # type: ignore[arg-type]
+        assert runner.host_data(text, role) == value
     return Staged(run_id, text, module, output, out_key, measured)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from tests.pods import pod_run
 from tests.sessions import TestPod, api, error_code
 
 
-def _released(runs: Runs, run_id: str) -> list[dict[str, object]]:
+def _released(runs: Runs, run_id: str) -> list[dict[str, Any]]:
     with runs.emu.client("operator") as c:
         return [
             e.details

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -13,14 +16,23 @@ from jobruntime.errors import ConfigError
 from jobruntime.workload.pod import ContainerLaunch, Mount, SecretEnv, host_data
 
 
-def pod(tmp_path: Path, **change: object) -> list[ContainerLaunch]:
+class Change(TypedDict, total=False):
+    """Fields of a ``ContainerLaunch`` a test changes."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    files: tuple[Path, ...]
+    mounts: tuple[Mount, ...]
+
+
+def pod(tmp_path: Path, **change: Unpack[Change]) -> list[ContainerLaunch]:
     module = tmp_path / "job.py"
     if not module.exists():
         module.write_text("def run(ctx): pass\n")
     agent = ContainerLaunch("agent", ("python", "-m", "agent"), {"A": "1"}, (module,))
-    values = {"name": "driver", "argv": ("spark-submit", "x.py"), "env": {"B": "2"}, "files": ()}
-    values.update(change)
-    return [agent, ContainerLaunch(**values)]  # type: ignore[arg-type]
+    driver = ContainerLaunch("driver", ("spark-submit", "x.py"), {"B": "2"}, ())
+    return [agent, dataclasses.replace(driver, **change)]
 
 
 def test_host_data_is_32_bytes_and_stable(tmp_path: Path) -> None:
@@ -37,7 +49,7 @@ def test_host_data_is_32_bytes_and_stable(tmp_path: Path) -> None:
         {"name": "driver2"},
     ],
 )
-def test_any_change_to_a_container_changes_host_data(tmp_path: Path, change: dict) -> None:
+def test_any_change_to_a_container_changes_host_data(tmp_path: Path, change: Change) -> None:
     assert host_data(pod(tmp_path, **change)) != host_data(pod(tmp_path))
 
 
@@ -112,17 +124,16 @@ def test_the_driver_pod_measures_spark_conf(tmp_path: Path) -> None:
     assert host_data([pods.driver_container(plan, ["spark-submit"], conf)]) != before
 
 
-def mounted(root: Path, **change: object) -> ContainerLaunch:
+def mounted(root: Path, **change: Unpack[Change]) -> ContainerLaunch:
     """A container whose memory volume is at ``root``, named in an argument and a variable."""
     volume = root / "volumes" / "jobruntime-run"
-    values: dict[str, object] = {
-        "name": "agent",
-        "argv": ("python", "-m", "agent", "--socket", f"{volume}/agent/agent.sock"),
-        "env": {"JOB_BUNDLE_DIR": str(volume)},
-        "mounts": (Mount("/run/jobruntime", "jobruntime-run", volume),),
-    }
-    values.update(change)
-    return ContainerLaunch(**values)  # type: ignore[arg-type]
+    container = ContainerLaunch(
+        "agent",
+        ("python", "-m", "agent", "--socket", f"{volume}/agent/agent.sock"),
+        {"JOB_BUNDLE_DIR": str(volume)},
+        mounts=(Mount("/run/jobruntime", "jobruntime-run", volume),),
+    )
+    return dataclasses.replace(container, **change)
 
 
 def test_pods_of_one_role_with_their_own_volumes_measure_the_same(tmp_path: Path) -> None:
@@ -130,7 +141,8 @@ def test_pods_of_one_role_with_their_own_volumes_measure_the_same(tmp_path: Path
     one, two = mounted(tmp_path / "pod-1"), mounted(tmp_path / "pod-2")
     assert one.argv != two.argv
     assert host_data([one]) == host_data([two])
-    assert one.measured()["argv"][-1] == "/run/jobruntime/agent/agent.sock"
+    argv = one.measured()["argv"]
+    assert isinstance(argv, list) and argv[-1] == "/run/jobruntime/agent/agent.sock"
     assert one.measured()["env"] == {"JOB_BUNDLE_DIR": "/run/jobruntime"}
 
 
@@ -142,7 +154,7 @@ def test_pods_of_one_role_with_their_own_volumes_measure_the_same(tmp_path: Path
         {"mounts": ()},  # no mount at all
     ],
 )
-def test_the_mounts_themselves_are_measured(tmp_path: Path, change: dict[str, object]) -> None:
+def test_the_mounts_themselves_are_measured(tmp_path: Path, change: Change) -> None:
     assert host_data([mounted(tmp_path / "p", **change)]) != host_data([mounted(tmp_path / "p")])
 
 

@@ -28,7 +28,9 @@ GENUINE_VCEKS = ["milan_vcek.der", "genoa_vcek.pem", "milan_vlek.der", "turin_vc
 
 
 @pytest.mark.parametrize("product", list(Product))
-def test_published_amd_chain_loads_and_verifies(amd_chains, product: Product) -> None:
+def test_published_amd_chain_loads_and_verifies(
+    amd_chains: dict[Product, ProductChain], product: Product
+) -> None:
     chain = amd_chains[product]
     assert chain.product is product
     assert chain.endorses is SigningKey.VCEK
@@ -67,13 +69,13 @@ def test_published_asvk_chain_endorses_vleks() -> None:
     )
 
 
-def test_chains_of_different_products_do_not_mix(amd_chains) -> None:
+def test_chains_of_different_products_do_not_mix(amd_chains: dict[Product, ProductChain]) -> None:
     with pytest.raises(ChainError) as caught:
         ProductChain(ark=amd_chains[Product.GENOA].ark, ask=amd_chains[Product.MILAN].ask)
     assert caught.value.code == "attestation.chain"
 
 
-def test_tampered_ask_signature_is_refused(amd_chains) -> None:
+def test_tampered_ask_signature_is_refused(amd_chains: dict[Product, ProductChain]) -> None:
     chain = amd_chains[Product.MILAN]
     tampered = bytearray(chain.ask.der)
     tampered[-10] ^= 1  # inside the signature
@@ -81,7 +83,7 @@ def test_tampered_ask_signature_is_refused(amd_chains) -> None:
         ProductChain(ark=chain.ark, ask=AmdCertificate.from_der(bytes(tampered)))
 
 
-def test_an_ask_is_not_an_ark(amd_chains) -> None:
+def test_an_ask_is_not_an_ark(amd_chains: dict[Product, ProductChain]) -> None:
     chain = amd_chains[Product.MILAN]
     with pytest.raises(ChainError):
         ProductChain(ark=chain.ask, ask=chain.ask)
@@ -123,7 +125,7 @@ def test_any_serial_loads_and_still_verifies(serial: int) -> None:
     assert reloaded.serial_number == serial
 
 
-def test_vcek_signed_by_the_published_ask(amd_chains) -> None:
+def test_vcek_signed_by_the_published_ask(amd_chains: dict[Product, ProductChain]) -> None:
     vcek = load_certificates(data("milan_vcek.der"))[0]
     assert vcek.is_issued_by(amd_chains[Product.MILAN].ask)
     assert not vcek.is_issued_by(amd_chains[Product.GENOA].ask)

@@ -10,6 +10,7 @@ import pytest
 from jobruntime.attestation import (
     REPORT_SIZE,
     AttestationReport,
+    EmulatedTee,
     GuestPolicy,
     PlatformInfo,
     Product,
@@ -124,8 +125,9 @@ def hand_built_v5() -> tuple[bytes, dict[str, object]]:
 
 
 def raw_of(value: object) -> object:
-    wrapped = isinstance(value, GuestPolicy | PlatformInfo | SignerInfo | TcbVersion)
-    return value.raw if wrapped else value
+    if isinstance(value, GuestPolicy | PlatformInfo | SignerInfo | TcbVersion):
+        return value.raw
+    return value
 
 
 def test_layout_table_matches_the_spec() -> None:
@@ -229,7 +231,7 @@ def test_genuine_reports_round_trip(name: str) -> None:
 
 
 @pytest.mark.parametrize("version", [2, 3, 5])
-def test_emulated_reports_round_trip(tee, version: int) -> None:
+def test_emulated_reports_round_trip(tee: EmulatedTee, version: int) -> None:
     raw = tee.report(version=version)
     report = AttestationReport.parse(raw)
     assert report.serialize() == raw

@@ -64,7 +64,7 @@ def verifier(tee: EmulatedTee, policy: Policy | None = None) -> AttestationVerif
 
 
 @pytest.mark.parametrize("version", [2, 3, 5])
-def test_valid_report_verifies(tee, version: int) -> None:
+def test_valid_report_verifies(tee: EmulatedTee, version: int) -> None:
     verified = verifier(tee).verify(good_report(tee, version=version), tee.vcek)
     assert verified.product is Product.GENOA
     assert verified.reported_tcb == tee.tcb
@@ -72,18 +72,18 @@ def test_valid_report_verifies(tee, version: int) -> None:
     assert verified.report.measurement == MEASUREMENT
 
 
-def test_turin_v5_report_with_fmc_verifies(turin_tee) -> None:
+def test_turin_v5_report_with_fmc_verifies(turin_tee: EmulatedTee) -> None:
     verified = verifier(turin_tee).verify(good_report(turin_tee, version=5), turin_tee.vcek)
     assert verified.reported_tcb.fmc == turin_tee.tcb.fmc
     assert len(turin_tee.chip_id.rstrip(b"\0")) <= 8
 
 
-def test_masked_chip_id_skips_the_hwid_check(tee) -> None:
+def test_masked_chip_id_skips_the_hwid_check(tee: EmulatedTee) -> None:
     verified = verifier(tee).verify(good_report(tee, mask_chip_id=True), tee.vcek)
     assert verified.report.chip_id == bytes(64)
 
 
-def test_chain_survives_a_pem_round_trip(tee) -> None:
+def test_chain_survives_a_pem_round_trip(tee: EmulatedTee) -> None:
     chain = ProductChain.from_pem(tee.chain.to_pem())
     (vcek,) = load_certificates(tee.vcek.to_pem())
     policy = strict_policy(tee)
@@ -211,7 +211,7 @@ CASES: dict[str, tuple[Case, type[AttestationError], str]] = {
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_refusals(tee, other_tee, case: str) -> None:
+def test_refusals(tee: EmulatedTee, other_tee: EmulatedTee, case: str) -> None:
     build, error_type, code = CASES[case]
     check, raw, vcek = build(tee, other_tee)
     with pytest.raises(AttestationError) as caught:
@@ -222,33 +222,36 @@ def test_refusals(tee, other_tee, case: str) -> None:
     assert "\n" not in caught.value.one_line()
 
 
-def test_turin_fmc_below_minimum_is_named(turin_tee) -> None:
+def test_turin_fmc_below_minimum_is_named(turin_tee: EmulatedTee) -> None:
+    assert turin_tee.tcb.fmc is not None  # Turin's TCB has an FMC field
     minimum = dataclasses.replace(turin_tee.tcb, fmc=turin_tee.tcb.fmc + 1)
     check = verifier(turin_tee, MinimumTcb(minimum, Product.TURIN))
     with pytest.raises(errors.TcbTooLowError, match="fmc="):
         check.verify(good_report(turin_tee), turin_tee.vcek)
 
 
-def test_emulated_evidence_is_refused_by_a_production_verifier(amd_chains, tee) -> None:
+def test_emulated_evidence_is_refused_by_a_production_verifier(
+    amd_chains: dict[Product, ProductChain], tee: EmulatedTee
+) -> None:
     production = AttestationVerifier(amd_chains.values(), Product.GENOA, strict_policy(tee))
     with pytest.raises(errors.EmulatedRootError) as caught:
         production.verify(good_report(tee), tee.vcek)
     assert caught.value.code == "attestation.emulated"
 
 
-def test_emulated_root_cannot_be_pinned_without_allow_emulated(tee) -> None:
+def test_emulated_root_cannot_be_pinned_without_allow_emulated(tee: EmulatedTee) -> None:
     with pytest.raises(errors.EmulatedRootError) as caught:
         AttestationVerifier([tee.chain], Product.GENOA, strict_policy(tee))
     assert caught.value.code == "attestation.emulated"
 
 
-def test_expired_vcek_is_refused(tee) -> None:
+def test_expired_vcek_is_refused(tee: EmulatedTee) -> None:
     later = datetime(2100, 1, 1, tzinfo=UTC)
     with pytest.raises(errors.ChainError, match="not valid at"):
         verifier(tee).verify(good_report(tee), tee.vcek, at=later)
 
 
-def test_evidence_can_be_given_as_bytes_and_pem(tee) -> None:
+def test_evidence_can_be_given_as_bytes_and_pem(tee: EmulatedTee) -> None:
     check = verifier(tee)
     check.verify(good_report(tee), tee.vcek.der)
     check.verify(good_report(tee), tee.vcek.to_pem())

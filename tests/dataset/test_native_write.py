@@ -84,7 +84,7 @@ def test_a_part_altered_in_staging_after_its_task_is_not_published(
         staged.write_bytes(old)
         return reported
 
-    monkeypatch.setattr(native_write_module.jvm, "staged_parts", swap_after_tasks)
+    monkeypatch.setattr(jvm, "staged_parts", swap_after_tasks)
     with pytest.raises(WriteError, match="changed after its task"):
         native_write(df, agent, "sales", uri)
     assert local_versions(open_storage(uri)) == [1]

@@ -17,9 +17,12 @@ complete, well-formed AMQP message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proton import Data, Described, symbol, timestamp, ubyte, uint, ulong
+
+if TYPE_CHECKING:
+    from proton._data import PythonAMQPData
 
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
@@ -170,7 +173,7 @@ class StoredMessage:
 
     def encode(self, extra_annotations: dict[str, Any] | None = None) -> bytes:
         """The message as delivered: fresh header and annotations, sender's sections as-is."""
-        header = [
+        header: list[PythonAMQPData] = [
             self.durable,
             ubyte(self.priority),
             None if self.ttl is None else uint(self.ttl),
