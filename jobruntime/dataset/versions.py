@@ -4,7 +4,8 @@ Layout under a dataset's root::
 
     _manifests/v000003.json          the manifest of version 3 (created once, never replaced)
     v000003-1a2b3c4d/part-00000.parquet
-    _staging/<write id>/...          parts of a write in progress (never read)
+    _staging/<write id>/...          parts of a write in progress (never read; removed by
+                                     its abort, or by the next publish if it died)
 
 Publishing is one create-if-absent of the manifest; until then nothing of a
 write is visible. The control plane records each dataset's latest version and
@@ -17,6 +18,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Protocol
 
 import pyarrow as pa
@@ -41,7 +43,7 @@ from jobruntime.dataset.manifest import (
     seal,
 )
 from jobruntime.spec.models import utcnow
-from jobruntime.storage.base import Storage, StorageNotFoundError
+from jobruntime.storage.base import Storage, StorageError, StorageNotFoundError
 
 MANIFESTS = "_manifests"
 STAGING = "_staging"
@@ -202,8 +204,27 @@ def commit(
     # 4. The control plane records it as latest; then staging is cleared.
     if registry is not None:
         registry.record(version, manifest.digest)
+    sweep_staging(storage, keep=_write_ids(staged))
     return manifest
 
 
 def abort(storage: Storage, write_id: str) -> None:
     storage.delete_prefix(f"{STAGING}/{write_id}/")
+
+
+def _write_ids(staged: Sequence[tuple[int, files.WrittenFile]]) -> set[str]:
+    return {p.path.split("/")[1] for _, p in staged if p.path.startswith(f"{STAGING}/")}
+
+
+def sweep_staging(storage: Storage, keep: set[str]) -> None:
+    """Remove what other writes left in staging (a driver killed mid-write runs no
+    ``abort``), after a publish; ``keep`` names this write's own, which its caller aborts.
+
+    One writer per dataset at a time is the supported case: a second write still staging
+    now loses its parts, and its own commit then fails on a missing part, publishing nothing.
+    A failure here does not undo the publish that already happened.
+    """
+    with suppress(StorageError):
+        others = {o.path.split("/")[1] for o in storage.list(f"{STAGING}/")} - keep
+        for write_id in sorted(others):
+            abort(storage, write_id)
