@@ -111,7 +111,7 @@ def main() -> int:
                         "k=10",
                         *state,
                     ]
-                )  # fmt: skip
+                )
             )
             print(
                 f"run {i + 1}: spark-submit {plain_times[-1]:.1f} s, submit {conf_times[-1]:.1f} s"

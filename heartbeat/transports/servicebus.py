@@ -80,7 +80,7 @@ class ServiceBusTransport:
         body = message_body(message)
         try:
             order = json.loads(body) if len(body) <= MAX_CANCEL_BYTES else None
-        except (UnicodeDecodeError, ValueError):
+        except (ValueError, RecursionError):  # RecursionError: nested past the recursion limit
             order = None
         if not isinstance(order, dict) or order.get("run_id") != self.run_id:
             log.warning(

@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import cached_property
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -68,7 +68,11 @@ class AmdCertificate:
         parseable = data if parts.serial_is_rfc5280 else der.replace_serial(data, 1)
         try:
             parsed = x509.load_der_x509_certificate(parseable)
-        except ValueError as exc:
+            # cryptography decodes these on first use: a malformed name or key must fail
+            # here, typed, not later in whichever check reads it first.
+            _ = (parsed.subject, parsed.issuer, parsed.signature_algorithm_oid)
+            _ = (parsed.not_valid_before_utc, parsed.not_valid_after_utc, parsed.public_key())
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise CertificateError(f"certificate cannot be parsed: {exc}") from None
         return cls(data, parsed, parts)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MAX_INT = 2**53
+MAX_INT = 2**53 - 1  # I-JSON: what RFC 8785 (and so signing) carries exactly
 DEFAULT_LIMIT = 16 * 1024
 ROUTE_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"^/v1/runs$"), 1536 * 1024),  # a request is a spec of at most 1 MiB
@@ -54,7 +54,7 @@ def check_json(body: bytes) -> None:
     def big(text: str) -> int:
         value = int(text)
         if abs(value) > MAX_INT:
-            raise RequestRefused(400, "request.invalid", "an integer is outside +-2^53")
+            raise RequestRefused(400, "request.invalid", "an integer is outside +-(2^53 - 1)")
         return value
 
     def constant(text: str) -> float:

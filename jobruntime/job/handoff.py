@@ -64,7 +64,7 @@ def read_cancel_order(directory: Path, trust_root: RootLike, run_id: str) -> boo
             raise OrderError(f"{CANCEL_ORDER} is over {MAX_ORDER_BYTES} bytes")
         try:
             obj = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the limit
             raise OrderError(f"{CANCEL_ORDER} is not JSON") from None
         verify_cancel(obj, trust_root, run_id, utcnow())
     except OrderError as exc:

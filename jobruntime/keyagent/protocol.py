@@ -83,7 +83,7 @@ def decode(line: bytes) -> dict[str, Any]:
     """A JSON object, or BadRequestError (the same check serves requests and responses)."""
     try:
         obj = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: a line of 4096 "[" nests too deep
         raise BadRequestError("not a UTF-8 JSON line") from None
     if not isinstance(obj, dict):
         raise BadRequestError("not a JSON object")

@@ -22,8 +22,13 @@ if TYPE_CHECKING:  # pydantic is imported only where a model is used: never by a
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string ends at its closing quote or, unterminated, at the end of the data: a string
+# that could fail to match would be retried from every quote inside it (quadratic time).
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+MAX_INT = 2**53 - 1
+"""I-JSON's (and so RFC 8785's) exact integers: +-(2^53 - 1)."""
 
 M = TypeVar("M", bound="BaseModel")
 
@@ -45,7 +50,8 @@ def check_limits(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Non
 
 def load_json(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Any:
     """Limits, then JSON that RFC 8785 carries faithfully: no duplicate keys, NaN or Infinity,
-    integers within +-2^53 (so what is checked is what is canonicalised and signed).
+    integers within +-(2^53 - 1), no lone surrogates (so what is checked is what is
+    canonicalised and signed: ``rfc8785`` refuses all of these).
 
     UTF-8 only (RFC 8259 for exchanged JSON): ``json.loads`` on bytes would also take
     UTF-16 or UTF-32, whose bytes the depth check above cannot read, so a deep document
@@ -65,21 +71,36 @@ def load_json(data: bytes, what: str, max_bytes: int = MAX_SPEC_BYTES) -> Any:
         return dict(items)
 
     def integer(text: str) -> int:
-        if abs(value := int(text)) > 2**53:
-            raise SpecSchemaError(f"{what} holds an integer outside +-2^53")
+        # Length first: int() refuses over 4300 digits with a bare ValueError.
+        if len(text) > len(str(-MAX_INT)) or abs(value := int(text)) > MAX_INT:
+            raise SpecSchemaError(f"{what} holds an integer outside +-(2^53 - 1)")
         return value
 
     def constant(text: str) -> Any:
         raise SpecSchemaError(f"{what} holds {text}, which is not JSON")
 
     try:
-        return json.loads(text, object_pairs_hook=pairs, parse_int=integer, parse_constant=constant)
+        value = json.loads(
+            text, object_pairs_hook=pairs, parse_int=integer, parse_constant=constant
+        )
     except RecursionError:  # not reachable past the depth check; never a crash regardless
         raise SpecTooDeepError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecSchemaError(
             f"{what} is not JSON: {type(exc).__name__} at byte {_pos(exc)}"
         ) from None
+    # "\ud800" is a valid JSON escape but no Unicode text: only such an escape makes one.
+    if _SURROGATE_ESCAPE.search(data) and not _is_unicode(value):
+        raise SpecSchemaError(f"{what} holds a lone surrogate, which is not Unicode text")
+    return value
+
+
+def _is_unicode(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_model(model: type[M], data: bytes, what: str) -> M:

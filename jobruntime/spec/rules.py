@@ -26,7 +26,7 @@ POD_ID = r"^[0-9a-f]{32}$"
 MAX_STRING = 4096
 """Every string of a signed document (spec, approval, order) is at most this long."""
 MAX_URI = 2048
-SAFE_INT = 2**53
+SAFE_INT = 2**53 - 1
 """Integers RFC 8785 (I-JSON) can carry exactly; larger ones are refused, not a 500."""
 MAX_DATASETS = 64
 MAX_PARAMETERS = 256
@@ -40,7 +40,10 @@ ISOLATIONS = ("pod", "node")
 def utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamps must carry a UTC offset")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by its offset
+        raise ValueError("timestamp is out of range in UTC") from None
 
 
 def canonical_uri(value: str) -> str:

@@ -123,7 +123,7 @@ def fetch_vcek_chain(get: HttpGet = http_get) -> str:
         body = json.loads(get(THIM_URL, {"Metadata": "true"}))
         pem = body["vcekCert"] + body["certificateChain"]
         return certificates_pem(load_certificates(pem))
-    except (ValueError, KeyError, TypeError, AttestationError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, AttestationError) as exc:
         raise CollectError(f"THIM certification response is unusable: {exc}") from None
 
 

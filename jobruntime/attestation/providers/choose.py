@@ -20,7 +20,7 @@ TEE_CHOICES: tuple[TeeChoice, ...] = ("auto", "emulated")
 
 
 EMULATED_HOST_DATA_ENV = "JOB_EMULATED_HOST_DATA"
-"""Set by the local pod launcher (``jobruntime.workload.local``), as the host sets HOST_DATA."""
+"""Set by the local pod launcher (``jobruntime.dev.localpod``), as the host sets HOST_DATA."""
 
 
 def provider_for(tee: str, emulated_dir: Path | None = None) -> EvidenceProvider:

@@ -139,7 +139,7 @@ def _runtime_claims(runtime_data: bytes) -> dict[str, object]:
 
     try:
         claims = json.loads(runtime_data, object_pairs_hook=unique)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # also: too deep, an integer over 4300 digits
         raise ReportDataError("runtime data is not JSON") from None
     if not isinstance(claims, dict):
         raise ReportDataError("runtime data is not a JSON object")

@@ -15,6 +15,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from jobruntime.controlplane import audit
 from jobruntime.controlplane.api import (
     ApprovalRequest,
@@ -38,7 +40,7 @@ from jobruntime.controlplane.service.principals import Principal
 from jobruntime.controlplane.service.repository import RunRecord
 from jobruntime.errors import JobRuntimeError
 from jobruntime.signing import approvals, envelope
-from jobruntime.spec.codec import canonical, sha256_digest
+from jobruntime.spec.codec import canonical, describe, sha256_digest
 from jobruntime.spec.models import (
     ApprovalPolicy,
     ClaimReceipt,
@@ -70,15 +72,18 @@ def submit(cp: ControlPlane, req: JobRunRequest, who: Principal) -> SubmitRespon
     if req.approval_policy is None and not owners:
         raise ServiceError(400, "request.invalid", "a run must name at least one dataset owner")
     body = req.model_dump(exclude={"validity", "valid_for_seconds", "approval_policy"})
-    spec = JobRunSpec.model_validate(
-        {
-            **body,
-            "run_id": f"run-{uuid.uuid4()}",
-            "nonce": secrets.token_hex(32),
-            "validity": window,
-            "approval_policy": req.approval_policy or ApprovalPolicy(required_owners=owners),
-        }
-    )
+    try:  # the spec's cross-field rules (an approval policy missing a dataset's owner)
+        spec = JobRunSpec.model_validate(
+            {
+                **body,
+                "run_id": f"run-{uuid.uuid4()}",
+                "nonce": secrets.token_hex(32),
+                "validity": window,
+                "approval_policy": req.approval_policy or ApprovalPolicy(required_owners=owners),
+            }
+        )
+    except ValidationError as exc:
+        raise ServiceError(400, "request.invalid", f"no valid spec: {describe(exc)}") from None
     payload = canonical(spec)
     digest = sha256_digest(payload)
     signed = envelope.dumps(envelope.sign(payload, envelope.SPEC_TYPE, [cp.key]))
