@@ -50,7 +50,9 @@ def state(emu: EmulatorProcess, run_id: str) -> str:
 
 
 def claimed(runs: Runs, **overrides: Any) -> tuple[str, TestPod]:
-    run_id = runs.approved(**runs.datasets(), **overrides)
+    """A claimed run whose output URI is its own (other tests publish versions too)."""
+    uris = {"overlap": f"file:///data/o-{secrets.token_hex(4)}"}
+    run_id = runs.approved(**runs.datasets(uris=uris), **overrides)
     pod = TestPod(runs.emu, run_id)
     assert pod.claim().status_code == 200
     return run_id, pod

@@ -57,9 +57,9 @@ def test_the_walk_sees_every_command() -> None:
 
 
 def test_every_command_in_a_listing_has_help() -> None:
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-    def groups(p: argparse.ArgumentParser) -> Iterator[Subparsers]:
+    def groups(
+        p: argparse.ArgumentParser,
+    ) -> Iterator[argparse._SubParsersAction[argparse.ArgumentParser]]:
         for a in p._actions:
             if isinstance(a, argparse._SubParsersAction):
                 yield a

@@ -296,6 +296,12 @@ def test_owner_audit_never_returns_another_orgs_entries(
         ok(jr(emulator, "kms", "create-key", key_id, "--emulated"))
     b_only = other_org_run(runs)
     shared = runs.approved()  # both orgs approve: entries naming org-b on a shared run
+    # org-b's rejected approval on a run both share names org-b only as its actor (found
+    # leaking into org-a's view when another test's rejection was in the log).
+    pending = runs.submit()
+    forged = runs.approval(pending, "org-b", key=SigningKey.generate())
+    resp = api(emulator, "owner:org-b", "POST", f"/runs/{pending}/approvals", {"envelope": forged})
+    assert resp.status_code == 400, resp.text
     mine = json.loads(ok(jr(emulator, "audit", "mine", "--owner", "org-a", "--json")))
     events = {(e["event"], e["details"].get("key_id")) for e in mine}
     assert ("kms.key_created", a_key) in events
@@ -312,7 +318,10 @@ def test_owner_audit_never_returns_another_orgs_entries(
         or e.actor == "owner:org-b"
         or e.run_id == b_only
     }
-    assert b_named and not b_named & {e["seq"] for e in mine}
+    rejected = [e for e in whole if e.run_id == pending and e.event == "approval.rejected"]
+    assert rejected and {e.seq for e in rejected} <= b_named
+    leaked = [e for e in mine if e["seq"] in b_named]
+    assert b_named and not leaked, leaked
     # Only owners have this view.
     assert jr(emulator, "audit", "mine", "--owner", "org-a", "--as", "operator").returncode != 0
 

@@ -54,7 +54,8 @@ TOKEN = ("jobruntime-verifier-token", "token")
 STORAGE = ("jobruntime-storage", "connection-string")
 NET = ["--control-plane-cidr", "127.0.0.1/32", "--api-server-cidr", "127.0.0.1/32"]
 # The same pod options for the policy input and the manifest: they are in the pods.
-POD_FLAGS = ["--executor-memory", "1g", "--driver-memory", "1g", "--heartbeat-interval", "1"]
+# 3 s: a run times out after 3 missed beats (9 s), which a loaded machine does not reach.
+POD_FLAGS = ["--executor-memory", "1g", "--driver-memory", "1g", "--heartbeat-interval", "3"]
 
 
 # --- without Spark: the YAML, the launches, HOST_DATA ---------------------------------
@@ -560,7 +561,7 @@ def test_a_rendered_run_runs_end_to_end_with_an_agent_per_executor_pod(
     assert len(audit(data.emu, staged.run_id, "kms.spark_secret_released")) == 3
     # The outcome reaches the control plane only in the heartbeat sidecar's final beat,
     # and a kubelet stops sidecars (SIGTERM) as soon as the driver has exited: the beat
-    # is sent only if the sidecar's next interval came first (1 s here), so the run may
+    # is sent only if the sidecar's next interval came first (3 s here), so the run may
     # still read claimed. When it ended, it ended with the output the driver wrote.
     with data.emu.client("operator") as c:
         status = c.status(staged.run_id)

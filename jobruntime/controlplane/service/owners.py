@@ -111,6 +111,8 @@ def concerns(
     if entry.actor == who.name:
         return True  # the caller's own actions
     named = _orgs_named(entry.details, tx, root)
+    if entry.actor.startswith("owner:"):  # another owner's action (its rejected approval)
+        named.add(entry.actor.removeprefix("owner:"))
     if named - {org}:
         return False  # about another organisation (too), even on a shared run
     if org in named:
