@@ -44,6 +44,8 @@ from jobruntime.verification.sidecar import BUNDLE_NAME, SidecarBundle, load_pla
 log = logging.getLogger("jobruntime.heartbeat")
 
 OUTPUTS = ListOf(OUTPUT_REPORT, max_length=MAX_OUTPUTS)
+OUTCOME_POLL = 0.25
+"""How often, between heartbeats, the sidecar looks for the driver's outcome."""
 MAX_INTERVAL = 3600.0
 """A heartbeat's interval is in (0, 3600] seconds (``api.Heartbeat``)."""
 
@@ -149,7 +151,7 @@ class Sidecar:
                         if self.settings.wait_for_stop:
                             self._stop.wait()
                         return 0
-                if stopped_at is not None or self._stop.wait(self.settings.interval):
+                if stopped_at is not None or self._tick(early=outcome is None):
                     # Stopped: the outcome still goes out, within a short grace.
                     stopped_at = stopped_at or time.monotonic()
                     pending = outcome is not None or self._outcome()[0] is not None
@@ -159,6 +161,19 @@ class Sidecar:
                         time.sleep(min(1.0, self.settings.interval))  # then try the backlog again
         finally:
             transport.close()
+
+    def _tick(self, early: bool) -> bool:
+        """Wait one interval; True when stopped. With ``early``, the driver's outcome
+        appearing ends the wait at once: the final heartbeat, which ends the run, goes
+        out now rather than up to an interval later."""
+        deadline = time.monotonic() + self.settings.interval
+        outcome = self.settings.bundle_dir / DRIVER_OUTCOME
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(OUTCOME_POLL, remaining)):
+                return True
+            if early and outcome.exists():
+                return False
+        return False
 
     def _attest(self, bundle: SidecarBundle) -> AttestedSession:
         """Attest once; an unreachable control plane is retried, never fatal."""

@@ -276,6 +276,25 @@ def test_sigterm_after_the_driver_exits_still_sends_the_outcome(runs: Runs, pod:
     assert (status.state, status.outcome_reason) == (RunState.FAILED, "driver-failed")
 
 
+def test_the_final_heartbeat_goes_out_when_the_driver_ends_not_an_interval_later(
+    runs: Runs, pod: Any
+) -> None:
+    """The run ends as soon as the driver has: `submit` and a pod do not wait a tick."""
+    run_id, bundle, token = pod
+    proc = sidecar(runs.emu, bundle, token, 60.0)  # the next beat would be 60 s away
+    try:
+        assert wait_for(lambda: heartbeats(runs.emu, run_id), 60)
+        (bundle / "driver-outcome.json").write_text(json.dumps({"outcome": "failed"}))
+        written = time.monotonic()
+        assert proc.wait(45) == 0  # by itself, after the final beat: well before 60 s
+        assert time.monotonic() - written < 45
+    finally:
+        proc.kill()
+    assert heartbeats(runs.emu, run_id)[-1]["final"] is True
+    with runs.emu.client("operator") as c:
+        assert c.status(run_id).state is RunState.FAILED
+
+
 def test_as_a_native_sidecar_it_waits_to_be_stopped_after_the_final_word(
     runs: Runs, pod: Any
 ) -> None:
