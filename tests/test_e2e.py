@@ -379,18 +379,13 @@ def test_ctrl_c_cancels_the_run_and_stops_its_spark_job(world: World) -> None:
     order reaches the driver through the heartbeat sidecar and the pod volume."""
     module = job_file(world, SLOW_JOB)
     plan = world.plan(module, "cancelled", heartbeat_interval=3.0)  # no timeout under load
-    run_ids: list[str] = []
+    interrupted = threading.Event()
 
     def cancel_soon(line: str) -> None:
-        if line.startswith("submitted "):
-            run_ids.append(line.split()[1])
-        if line.startswith("spark-submit"):
-
-            def later() -> None:
-                time.sleep(15)  # the driver is up and the slow stage is running
-                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as in a terminal
-
-            threading.Thread(target=later, daemon=True).start()
+        # Spark reports a job: the driver is up, watching for orders, and the slow stage runs.
+        if line.startswith("spark: jobs ") and not interrupted.is_set():
+            interrupted.set()
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as in a terminal
 
     started = time.monotonic()
     result = submit(plan, cancel_soon)
