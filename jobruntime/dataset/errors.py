@@ -58,7 +58,7 @@ class FileTruncatedError(DatasetError):
 
 
 class FileCorruptError(DatasetError):
-    """A file's ciphertext digest differs from the manifest's (replaced or altered)."""
+    """A file is not what the manifest pins: replaced, or a module altered (fails PME's check)."""
 
     code = "dataset.file_corrupt"
 

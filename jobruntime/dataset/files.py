@@ -1,7 +1,10 @@
 """One encrypted Parquet file: written from Arrow batches, read back only once verified.
 
-A file's whole ciphertext is hashed and compared with the manifest before any of
-it is decrypted, so no row of a replaced or altered file ever reaches a caller.
+Before any of a file is decrypted its size and digest are compared with the manifest's:
+the footer digest (schema 2, :mod:`jobruntime.dataset.footer`), or the whole file's
+SHA-256 (schema 1). A replaced file is refused before it is decoded; under schema 2 an
+altered module of the genuine file fails PME's authentication when it is decoded, and
+the read fails (``dataset.file_corrupt``) instead of returning anything of it.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobruntime.dataset import pme
+from jobruntime.dataset import footer, pme
 from jobruntime.dataset.errors import (
-    DecryptError,
     FileCorruptError,
     FileMissingError,
     FileTruncatedError,
 )
 from jobruntime.dataset.keyops import MasterKeyOps
-from jobruntime.dataset.manifest import FileEntry
+from jobruntime.dataset.manifest import AnyFileEntry, WholeFileEntry
+from jobruntime.errors import JobRuntimeError
 from jobruntime.storage.base import Storage, StorageNotFoundError
 
 ROW_GROUP_ROWS = 128 * 1024
@@ -32,7 +35,7 @@ ROW_GROUP_ROWS = 128 * 1024
 class WrittenFile:
     path: str
     size: int
-    sha256: str
+    footer_sha256: str
     rows: int
     row_groups: int
 
@@ -80,11 +83,20 @@ def write(
     ops: MasterKeyOps,
 ) -> WrittenFile:
     data, rows, groups = encrypt(batches, schema, ops)
+    digest = footer.of_bytes(data)
+    if digest is None:
+        raise ValueError("pyarrow wrote a file without an encrypted footer")
     storage.write(path, data)
-    return WrittenFile(path, len(data), hashlib.sha256(data).hexdigest(), rows, groups)
+    return WrittenFile(path, len(data), digest, rows, groups)
 
 
-def read_verified(storage: Storage, entry: FileEntry, dataset: str) -> bytes:
+def _digest_matches(data: bytes, entry: AnyFileEntry) -> bool:
+    if isinstance(entry, WholeFileEntry):
+        return hmac.compare_digest(hashlib.sha256(data).hexdigest(), entry.sha256)
+    return hmac.compare_digest(footer.of_bytes(data) or "", entry.footer_sha256)
+
+
+def read_verified(storage: Storage, entry: AnyFileEntry, dataset: str) -> bytes:
     """The file's bytes, only if they are exactly what the manifest lists."""
     try:
         data: bytes = storage.read(entry.path)
@@ -94,7 +106,7 @@ def read_verified(storage: Storage, entry: FileEntry, dataset: str) -> bytes:
         raise FileTruncatedError(
             f"{dataset}: file {entry.path} is {len(data)} bytes, the manifest says {entry.size}"
         )
-    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), entry.sha256):
+    if not _digest_matches(data, entry):
         raise FileCorruptError(f"{dataset}: file {entry.path} was replaced or altered")
     return data
 
@@ -122,8 +134,11 @@ def decrypt(
         ]
         if groups:
             yield from pf.iter_batches(row_groups=groups, columns=columns)
-    except (OSError, ValueError) as exc:
-        # pyarrow's messages can quote bytes of the file: keep only the kind.
-        raise DecryptError(
-            f"{dataset}: file {path} could not be decrypted ({type(exc).__name__})"
+    except JobRuntimeError:  # the key agent's refusal, through pyarrow's KMS client
+        raise
+    except (OSError, ValueError):
+        # The file's footer was verified: a module failing authentication was altered.
+        # (pyarrow's messages can quote bytes of the file: none is kept.)
+        raise FileCorruptError(
+            f"{dataset}: file {path} failed authentication: a part of it was altered"
         ) from None

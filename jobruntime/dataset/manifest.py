@@ -1,8 +1,13 @@
 """The manifest of one dataset version, authenticated with a key derived from the master key.
 
-It lists every file (size, SHA-256 of the ciphertext, rows), the schema, the version
+It lists every file (size, a SHA-256 of its ciphertext, rows), the schema, the version
 and the previous manifest's digest, so a dropped, added, swapped, truncated or
 replayed file set is detected. It holds no values: row counts and the schema only.
+
+Schema 2 (written since 2026-11-30) pins each file by its size and **footer digest**
+(:mod:`jobruntime.dataset.footer`: PME authenticates every other byte under keys and an
+AAD the footer pins), so a reader checks a few KiB per file, not the whole file.
+Schema 1 pinned the SHA-256 of the whole file; its manifests are still read.
 The key check and the MAC are computed by a :class:`MasterKeyOps` (the key agent, in
 a run; see :mod:`jobruntime.dataset.keyops` for the derivation): no key is held here.
 """
@@ -16,7 +21,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobruntime.dataset.errors import ManifestInvalidError, WrongKeyError
 from jobruntime.dataset.keyops import MasterKeyOps, body_digest
@@ -27,20 +32,40 @@ Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 _MAC = re.compile(r"[0-9a-f]{64}")
 
 
+PartPath = Annotated[str, Field(pattern=r"^v[0-9]{6}-[0-9a-f]{8}/part-[0-9]{5}\.parquet$")]
+
+
 class FileEntry(BaseModel):
+    """One file of a schema-2 manifest: pinned by its size and footer digest."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: Annotated[str, Field(pattern=r"^v[0-9]{6}-[0-9a-f]{8}/part-[0-9]{5}\.parquet$")]
+    path: PartPath
+    size: Annotated[int, Field(ge=0)]
+    footer_sha256: Hex
+    rows: Annotated[int, Field(ge=0)]
+    row_groups: Annotated[int, Field(ge=0)]
+
+
+class WholeFileEntry(BaseModel):
+    """One file of a schema-1 manifest: pinned by its size and the SHA-256 of all of it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: PartPath
     size: Annotated[int, Field(ge=0)]
     sha256: Hex
     rows: Annotated[int, Field(ge=0)]
     row_groups: Annotated[int, Field(ge=0)]
 
 
+AnyFileEntry = FileEntry | WholeFileEntry
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     dataset: str
     key_id: str
     version: Annotated[int, Field(ge=1)]
@@ -49,9 +74,16 @@ class Manifest(BaseModel):
     created_at: datetime
     arrow_schema: str = Field(description="base64 Arrow IPC schema: names and types only")
     rows: Annotated[int, Field(ge=0)]
-    files: list[FileEntry]
+    files: list[FileEntry] | list[WholeFileEntry]
     key_check: Hex = Field(description="tells a wrong key from an altered manifest")
     mac: str = ""
+
+    @model_validator(mode="after")
+    def _entries_of_its_schema(self) -> Manifest:
+        kind = FileEntry if self.schema_version == 2 else WholeFileEntry
+        if not all(isinstance(f, kind) for f in self.files):
+            raise ValueError(f"schema {self.schema_version} lists files as {kind.__name__}")
+        return self
 
     @property
     def digest(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow.parquet.encryption as pe
 
+from jobruntime.dataset.errors import DecryptError
 from jobruntime.dataset.keyops import MasterKeyOps
 
 ALGORITHM = "AES_GCM_V1"
@@ -32,7 +33,7 @@ class _OpsKmsClient(pe.KmsClient):  # type: ignore[misc]
     def _for(self, master_key_identifier: str) -> MasterKeyOps:
         # A file naming another master key is refused here, before the agent is asked.
         if master_key_identifier != self._ops.key_id:
-            raise ValueError("file names a master key this reader was not given")
+            raise DecryptError("a file names a master key this reader was not given")
         return self._ops
 
 

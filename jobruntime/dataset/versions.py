@@ -14,7 +14,7 @@ manifest digest, so an older or swapped manifest is refused too.
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Sequence
@@ -23,7 +23,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from jobruntime.dataset import files
+from jobruntime.dataset import files, footer
 from jobruntime.dataset.errors import (
     FileExtraError,
     FileMissingError,
@@ -166,8 +166,9 @@ def commit(
             chosen.setdefault(partition, part)
         # 2. Each part is in staging exactly as its task reported it.
         for i, (_, part) in enumerate(sorted(chosen.items())):
-            data = storage.read(part.path)
-            if len(data) != part.size or hashlib.sha256(data).hexdigest() != part.sha256:
+            if storage.size(part.path) != part.size or not hmac.compare_digest(
+                footer.of_stored(storage, part.path, part.size) or "", part.footer_sha256
+            ):
                 raise WriteError(f"{name}: staged part {part.path} changed after its task")
             target = f"{directory}/part-{i:05d}.parquet"
             storage.rename(part.path, target)
@@ -175,7 +176,7 @@ def commit(
                 FileEntry(
                     path=target,
                     size=part.size,
-                    sha256=part.sha256,
+                    footer_sha256=part.footer_sha256,
                     rows=part.rows,
                     row_groups=part.row_groups,
                 )

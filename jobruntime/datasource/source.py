@@ -32,7 +32,7 @@ from pyspark.sql.types import StructType
 
 from jobruntime.dataset import files, versions
 from jobruntime.dataset.errors import DatasetError, ManifestMissingError, WriteError
-from jobruntime.dataset.manifest import FileEntry, Manifest
+from jobruntime.dataset.manifest import AnyFileEntry, Manifest
 from jobruntime.datasource.filters import Bound, bounds, row_group_filter
 from jobruntime.datasource.options import Options
 from jobruntime.keyagent.errors import KeyAgentError
@@ -74,14 +74,14 @@ class ConfidentialDataSource(DataSource):
 
 @dataclass(frozen=True)
 class FilePartition(InputPartition):
-    entry: FileEntry | None
+    entry: AnyFileEntry | None
 
 
 class ConfidentialReader(DataSourceReader):
     def __init__(self, options: Options, manifest: Manifest) -> None:
         self._options = options
         self._key_id = manifest.key_id
-        self._files = list(manifest.files)
+        self._files: list[AnyFileEntry] = [*manifest.files]
         self._names = list(manifest.schema.names)
         self._bounds: list[Bound] = []
 

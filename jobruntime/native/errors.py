@@ -5,16 +5,24 @@ The jar's refusals carry the runtime's stable codes (``dataset.file_corrupt``,
 Spark wraps them (a task failure inside a job failure); :func:`typed` walks the Java
 cause chain, reading class names, codes and those messages only, so the driver reports
 a native refusal with the same code and exit code as the Python data source's.
+
+Parquet's own ``TagVerificationException`` (a module that fails AES-GCM authentication in
+a file whose footer digest was verified: an altered part) is ``dataset.file_corrupt``,
+named by the file Spark's error names.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from jobruntime.dataset.errors import FileCorruptError
 from jobruntime.errors import JobRuntimeError, all_error_types
 from jobruntime.keyagent.errors import KeyAgentError, error_for
 
 _REFUSAL_CLASSES = ("jobruntime.kms.Refusal", "jobruntime.kms.Refusal$Denied")
+_TAG_FAILURE = "org.apache.parquet.crypto.TagVerificationException"
+_PART = re.compile(r"file:(?://)?(/[^\s]*?)/(v[0-9]{6}-[0-9a-f]{8}/part-[0-9]{5}\.parquet)")
 _DEPTH = 16
 
 
@@ -30,15 +38,30 @@ def typed(exc: BaseException) -> JobRuntimeError | None:
     """The typed error of the first JVM refusal in ``exc``'s Java cause chain, or None."""
     current = _java_exception(exc)
     seen = 0
+    messages: list[str] = []
     try:
         while current is not None and seen < _DEPTH:
-            if current.getClass().getName() in _REFUSAL_CLASSES:
+            kind = current.getClass().getName()
+            if kind in _REFUSAL_CLASSES:
                 return by_code(str(current.code()), str(current.getMessage()))
+            if kind == _TAG_FAILURE:
+                return _altered(messages)
+            messages.append(str(current.getMessage()))
             current = current.getCause()
             seen += 1
     except Exception:  # the JVM is gone, or an object is not what it seemed
         return None
     return None
+
+
+def _altered(messages: list[str]) -> FileCorruptError:
+    """The file Spark was reading when a module failed authentication (paths only)."""
+    for message in messages:
+        found = _PART.search(message)
+        if found:
+            root, rel = found.groups()
+            return FileCorruptError(f"{root}: file {rel} failed authentication: it was altered")
+    return FileCorruptError("a dataset file failed authentication: it was altered")
 
 
 def by_code(code: str, message: str) -> JobRuntimeError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from jobruntime.dataset.manifest import Manifest
+from jobruntime.dataset.manifest import AnyFileEntry, Manifest, WholeFileEntry
 
 FACTORY = "jobruntime.kms.ConfidentialCryptoFactory"
 KMS_CLIENT = "jobruntime.kms.KeyAgentKmsClient"
@@ -60,7 +60,7 @@ def crypto(dataset: str, key_id: str, socket: str, uri: str) -> dict[str, str]:
 
 def read(manifest: Manifest, root: str, dataset: str, socket: str) -> dict[str, str]:
     """A read of exactly the manifest's files, each checked against its size and digest."""
-    listed = ",".join(f"{f.path}:{f.size}:{f.sha256}" for f in manifest.files)
+    listed = ",".join(_listed(f) for f in manifest.files)
     return {
         **crypto(dataset, manifest.key_id, socket, manifest.dataset),
         "jobruntime.root": root,
@@ -69,6 +69,13 @@ def read(manifest: Manifest, root: str, dataset: str, socket: str) -> dict[str, 
         "ignoreCorruptFiles": "false",
         "ignoreMissingFiles": "false",
     }
+
+
+def _listed(entry: AnyFileEntry) -> str:
+    """``path:size:footer:<digest>`` (schema 2), or ``path:size:whole:<digest>`` (schema 1)."""
+    if isinstance(entry, WholeFileEntry):
+        return f"{entry.path}:{entry.size}:whole:{entry.sha256}"
+    return f"{entry.path}:{entry.size}:footer:{entry.footer_sha256}"
 
 
 def write(dataset: str, key_id: str, socket: str, uri: str, write_id: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ Python data source opens it (:func:`jobruntime.dataset.versions.open_latest`: ke
 and MAC through the key agent, the control plane's recorded version, the version's
 exact file set and sizes). Spark is then given exactly the manifest's files, by explicit
 path (never a directory), the manifest's schema (no footer is read to infer one), and
-each file's size and ciphertext SHA-256, which the JVM crypto factory checks on the
+each file's size and footer digest, which the JVM crypto factory checks on the
 executor before the file is decoded (``java/jobruntime-kms``, ``ConfidentialCryptoFactory``).
 """
 

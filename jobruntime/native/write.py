@@ -3,7 +3,7 @@
 1. Spark writes the DataFrame into the dataset's staging area (``_staging/<write id>/``),
    one part per task (``maxRecordsPerFile=0``), each a uniform AES_GCM_V1 PME file with an
    encrypted footer whose KEK the key agent wraps (``ConfidentialCryptoFactory``).
-2. Each task measures its parts before it commits (size, ciphertext SHA-256, rows, row
+2. Each task measures its parts before it commits (size, footer digest, rows, row
    groups) and sends them to the driver in its commit message; Spark lets one attempt per
    partition commit, so a retried or speculative task's extra files are never reported
    (``ConfidentialCommitProtocol``, ``StagedParts``).
@@ -78,7 +78,7 @@ def _staged(reported: str | None, staging: str, uri: str) -> list[tuple[int, fil
         written = files.WrittenFile(
             path=f"{staging}/{p['name']}",
             size=int(p["size"]),
-            sha256=str(p["sha256"]),
+            footer_sha256=str(p["footer_sha256"]),
             rows=int(p["rows"]),
             row_groups=int(p["row_groups"]),
         )

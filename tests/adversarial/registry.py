@@ -340,15 +340,26 @@ POINTERS: tuple[Row, ...] = (
         "native-bit-flip",
         "one bit of a stored part flipped (Spark's native Parquet path)",
         STORAGE,
-        "size and SHA-256 of each file checked in the JVM before decoding",
+        "size and footer digest of each file checked in the JVM before decoding; every "
+        "other byte in an AES-GCM module under the key and AAD the footer pins",
         NT + "test_bit_flip_in_a_file_is_refused",
+        NT + "test_a_byte_altered_at_either_end_is_refused_before_decoding",
+    ),
+    _data(
+        "native-row-group-replayed",
+        "a row group's genuine ciphertext copied over another of the same part, native path",
+        STORAGE,
+        "PME's module AAD names the file, row group, column and page",
+        NT + "test_a_row_group_copied_over_another_is_refused",
     ),
     _data(
         "native-part-rolled-back",
         "a part replaced by the previous version's (same size, same key), native path",
         STORAGE,
-        "whole-file digests of the recorded manifest, checked in the JVM",
+        "footer digests of the recorded manifest, checked in the JVM (whole-file digests "
+        "for schema-1 manifests)",
         NT + "test_a_part_rolled_back_to_the_previous_version_is_refused",
+        NT + "test_a_schema_1_dataset_is_read_on_both_paths_and_checked_whole",
     ),
     _data(
         "native-parts-reordered",
@@ -378,8 +389,10 @@ POINTERS: tuple[Row, ...] = (
         "staged-part-altered",
         "a part altered in staging between its task and the commit",
         STORAGE,
-        "the commit checks each staged part against its task's size and digest",
+        "the commit checks each staged part against its task's size and footer digest; a "
+        "page altered in staging is published but fails authentication on every read",
         "tests/dataset/test_versions.py::test_a_part_altered_in_staging_is_not_published",
+        "tests/dataset/test_versions.py::test_a_page_altered_in_staging_is_published_but_never_read",
     ),
     _data(
         "owner-decrypt-rolled-back",

@@ -1,9 +1,11 @@
 """Storage lies about a dataset: the Python read path (the ``confidential`` data source's own
-reader, driven without Spark) refuses with the exact code and returns no row of a bad part.
+reader, driven without Spark) refuses with the exact code.
 
 Versions are written by the calls the data source's writer makes (stage each part,
-``versions.commit``), with a real key agent (tests/dataset/conftest.py) holding the keys
-and recording versions as the control plane would. Spark's native path is attacked in
+``versions.commit``: tests/dataset/parts.py), with a real key agent holding the keys and
+recording versions as the control plane would. A replaced part is refused before it is
+decoded; an altered module of a genuine part fails PME's authentication when it is decoded,
+which fails the read (Spark fails the query as a whole). Spark's native path is attacked in
 tests/dataset/test_native_tamper.py (pointer rows).
 """
 
@@ -12,45 +14,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from jobruntime.dataset import files, versions
 from jobruntime.dataset.manifest import Manifest
-from jobruntime.datasource.options import AgentRegistry
 from jobruntime.datasource.source import ConfidentialDataSource
 from jobruntime.errors import JobRuntimeError
-from jobruntime.keyagent.client import AgentKeyOps, KeyAgentClient
-from jobruntime.storage.local import LocalStorage
-from tests.dataset.conftest import SENTINEL, Agent, AgentFactory, key_id, sales_table
+from jobruntime.keyagent.client import KeyAgentClient
+from tests.dataset.conftest import SENTINEL, Agent, AgentFactory, key_id
+from tests.dataset.parts import ROWS, agent_ops, column_chunks, write_version
 
-ROWS = 300  # per part
-
-
-def write_version(agent: Agent, uri: str, parts: int = 3, dataset: str = "sales") -> Manifest:
-    """One new version of ``parts`` parts holding the same rows (so equal sizes)."""
-    client = KeyAgentClient(agent.socket)
-    ops = AgentKeyOps(client, dataset, key_id(dataset))
-    table = sales_table(ROWS)
-    storage = LocalStorage(Path(uri))
-    write_id = versions.new_write_id()
-    staged = [
-        (
-            p,
-            files.write(
-                storage,
-                versions.staging_path(write_id, p, 0),
-                table.to_batches(),
-                table.schema,
-                ops,
-            ),
-        )
-        for p in range(parts)
-    ]
-    manifest = versions.commit(
-        storage, uri, ops, table.schema, staged, AgentRegistry(client, dataset)
-    )
-    versions.abort(storage, write_id)
-    return manifest
+__all__ = ["ROWS", "part_files", "read", "refused", "write_version"]
 
 
 def read(agent: Agent, uri: str, dataset: str = "sales") -> int:
@@ -94,16 +69,72 @@ def dataset(agents: AgentFactory, tmp_path: Path) -> tuple[Agent, str]:
 
 @pytest.mark.attack(
     id="data-bit-flip",
-    threat="one bit of a stored part flipped",
+    threat="one bit of a stored part flipped (in a page)",
     adversary="storage account",
-    mechanism="each part's SHA-256 and size are in the authenticated manifest and checked "
-    "before a byte is decrypted",
+    mechanism="the page is an AES-GCM module authenticated under the data key and file AAD "
+    "that the part's footer pins (its digest is in the authenticated manifest)",
 )
 def test_a_flipped_bit_in_a_part_is_refused(dataset: tuple[Agent, str]) -> None:
     agent, uri = dataset
     victim = part_files(uri)[1]
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    assert victim.name in refused(agent, uri, "dataset.file_corrupt")
+
+
+@pytest.mark.attack(
+    id="data-byte-altered-anywhere",
+    threat="one byte of a part altered anywhere: its leading magic, its first module, a "
+    "page, the crypto metadata, the encrypted footer, the footer length, the final magic",
+    adversary="storage account",
+    mechanism="the size and footer digest (first 4 bytes and footer region) are in the "
+    "authenticated manifest and checked before decoding; every other byte is inside an "
+    "AES-GCM module under the data key and file AAD the footer pins",
+)
+def test_a_byte_altered_anywhere_in_a_part_is_refused(dataset: tuple[Agent, str]) -> None:
+    agent, uri = dataset
+    victim = part_files(uri)[1]
+    original = victim.read_bytes()
+    region = len(original) - 8 - int.from_bytes(original[-8:-4], "little")
+    where = {
+        "leading magic": 0,
+        "first module": 4,
+        "a page": len(original) // 3,
+        "crypto metadata": region,
+        "encrypted footer": (region + len(original)) // 2,
+        "footer length": len(original) - 8,
+        "final magic": len(original) - 1,
+    }
+    for name, position in where.items():
+        altered = bytearray(original)
+        altered[position] ^= 0x01
+        victim.write_bytes(bytes(altered))
+        assert victim.name in refused(agent, uri, "dataset.file_corrupt"), name
+    victim.write_bytes(original)
+    assert read(agent, uri) == 3 * ROWS
+
+
+@pytest.mark.attack(
+    id="data-row-group-replayed",
+    threat="a row group's genuine ciphertext copied over another row group of the same part "
+    "(same size, same key: 8s read where 7s were written)",
+    adversary="storage account",
+    mechanism="PME's module AAD names the file, the row group, the column and the page: "
+    "a module decodes in its own place only",
+)
+def test_a_row_group_copied_over_another_in_its_part_is_refused(
+    agents: AgentFactory, tmp_path: Path
+) -> None:
+    agent = agents()
+    uri = str(tmp_path / "sales")
+    half = files.ROW_GROUP_ROWS
+    write_version(agent, uri, parts=1, table=pa.table({"id": [7] * half + [8] * half}))
+    victim = part_files(uri)[0]
+    data = bytearray(victim.read_bytes())
+    (first, size), (second, other_size) = column_chunks(bytes(data), agent_ops(agent))
+    assert size == other_size
+    data[first : first + size] = data[second : second + size]
     victim.write_bytes(bytes(data))
     assert victim.name in refused(agent, uri, "dataset.file_corrupt")
 
@@ -139,7 +170,7 @@ def test_a_duplicated_part_is_refused(dataset: tuple[Agent, str]) -> None:
     id="data-parts-reordered",
     threat="two parts of a version swapped (same sizes, same key, both genuine)",
     adversary="storage account",
-    mechanism="each part's SHA-256 is listed under its own path in the manifest",
+    mechanism="each part's footer digest is listed under its own path in the manifest",
 )
 def test_parts_swapped_within_a_version_are_refused(dataset: tuple[Agent, str]) -> None:
     agent, uri = dataset
@@ -154,7 +185,7 @@ def test_parts_swapped_within_a_version_are_refused(dataset: tuple[Agent, str]) 
     id="data-part-from-another-dataset",
     threat="a part of another dataset (same size) put in place of one of this dataset's",
     adversary="storage account",
-    mechanism="whole-part digests in this dataset's manifest, which is MACed under this "
+    mechanism="part footer digests in this dataset's manifest, which is MACed under this "
     "dataset's key",
 )
 def test_a_part_of_another_dataset_is_refused(dataset: tuple[Agent, str], tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
 """Every way storage can lie, on Spark's native Parquet path: refused with the Python
 path's typed codes. The driver's checks (manifest MAC, recorded version, file set and
-sizes) raise before Spark runs; a file whose bytes differ from the manifest, even one of
-the same size under the same key, is refused in the JVM before it is decoded."""
+sizes) raise before Spark runs; a file whose footer digest differs from the manifest's,
+even one of the same size under the same key, is refused in the JVM before it is decoded;
+an altered module of a genuine file fails PME's authentication when Spark decodes it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from jobruntime.dataset.manifest import Manifest
@@ -15,6 +17,7 @@ from jobruntime.dataset.versions import local_versions, manifest_path
 from jobruntime.storage.uri import open_storage
 from tests.dataset.conftest import Agent, sales_table
 from tests.dataset.native import native_read, native_write, refused_natively
+from tests.dataset.parts import agent_ops, column_chunks, republish_as_schema_1, write_version
 
 
 def written(spark: Any, agent: Agent, tmp_path: Path, partitions: int = 2) -> tuple[str, Path]:
@@ -56,6 +59,67 @@ def test_bit_flip_in_a_file_is_refused(spark: Any, agent: Agent, tmp_path: Path)
     victim.write_bytes(bytes(data))
     message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
     assert victim.name in message
+
+
+def test_a_byte_altered_at_either_end_is_refused_before_decoding(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """The leading magic and the footer region are what the footer digest covers."""
+    uri, root = written(spark, agent, tmp_path)
+    victim = parts(root)[0]
+    original = victim.read_bytes()
+    region = len(original) - 8 - int.from_bytes(original[-8:-4], "little")
+    for position in (0, region, (region + len(original)) // 2, len(original) - 8):
+        altered = bytearray(original)
+        altered[position] ^= 0x01
+        victim.write_bytes(bytes(altered))
+        message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+        assert f"{victim.name} was replaced or altered" in message, position
+    victim.write_bytes(original)
+    assert native_read(spark, agent, "sales", uri).count() == 2000
+
+
+def test_a_row_group_copied_over_another_is_refused(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """Genuine ciphertext of the same part, size and key, one row group over another
+    (the Python writer's file, read natively): PME's module AAD names its row group."""
+    uri = str(tmp_path / "sales")
+    half = 128 * 1024
+    write_version(agent, uri, parts=1, table=pa.table({"id": [7] * half + [8] * half}))
+    assert native_read(spark, agent, "sales", uri).where("id = 8").count() == half
+    victim = parts(Path(uri))[0]
+    data = bytearray(victim.read_bytes())
+    (first, size), (second, other_size) = column_chunks(bytes(data), agent_ops(agent))
+    assert size == other_size
+    data[first : first + size] = data[second : second + size]
+    victim.write_bytes(bytes(data))
+    message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    assert f"{victim.name} failed authentication" in message
+
+
+def test_a_schema_1_dataset_is_read_on_both_paths_and_checked_whole(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """A version published before footer digests (each file's whole SHA-256) is still
+    read by both paths, and a page altered in it is refused before it is decoded."""
+    uri = str(tmp_path / "sales")
+    write_version(agent, uri, parts=2)
+    old = republish_as_schema_1(agent, uri)
+    assert old.schema_version == 1
+    assert native_read(spark, agent, "sales", uri).count() == 600
+    assert agent.reader(spark, "sales", uri).count() == 600
+    victim = parts(Path(uri), old.version)[1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    # As a fresh JVM: this one remembers the file it verified (and pins its key metadata,
+    # so the altered page would fail authentication instead: the case tested above).
+    spark.sparkContext._jvm.jobruntime.kms.ConfidentialCryptoFactory.forgetVerified()
+    message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    assert f"{victim.name} was replaced or altered" in message
+    with pytest.raises(Exception, match=f"FileCorruptError.*{victim.name} was replaced"):
+        agent.reader(spark, "sales", uri).collect()
 
 
 def test_a_part_rolled_back_to_the_previous_version_is_refused(

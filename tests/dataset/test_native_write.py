@@ -97,7 +97,7 @@ def test_a_part_altered_in_staging_after_its_task_is_not_published(
 
 def test_two_parts_for_one_partition_are_refused() -> None:
     """Spark lets one attempt per partition commit; a second report for one is an error."""
-    part = {"name": "part-00000-x.parquet", "size": 1, "sha256": "0" * 64, "rows": 1}
+    part = {"name": "part-00000-x.parquet", "size": 1, "footer_sha256": "0" * 64, "rows": 1}
     reported = json.dumps([{**part, "partition": 0, "row_groups": 1}] * 2)
     with pytest.raises(WriteError, match="more than one part"):
         native_write_module._staged(reported, "_staging/w", "file:///x")

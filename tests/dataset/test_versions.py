@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from jobruntime.dataset import files, versions
-from jobruntime.dataset.errors import VersionConflictError, WriteError
+from jobruntime.dataset.errors import FileCorruptError, VersionConflictError, WriteError
 from jobruntime.dataset.keyops import LocalMasterKey
 from jobruntime.storage.local import LocalStorage
 
@@ -64,6 +64,24 @@ def test_a_part_altered_in_staging_is_not_published(tmp_path: Path) -> None:
         versions.commit(storage, URI, OPS, SCHEMA, [part], registry)
     assert versions.local_versions(storage) == []
     assert registry.recorded is None
+
+
+def test_a_page_altered_in_staging_is_published_but_never_read(tmp_path: Path) -> None:
+    """The commit checks a staged part's size and footer digest (a few KiB), not every
+    page: a page altered in staging is published, as one altered after the publish
+    would be, and every read of it fails authentication. Storage can deny service, not
+    change a value."""
+    storage, registry = LocalStorage(tmp_path), Registry()
+    write_id = versions.new_write_id()
+    partition, part = stage(storage, write_id, 0, 0, 10)
+    data = bytearray(storage.read(part.path))
+    data[10] ^= 0x01  # in the first page module (after the magic and its length)
+    storage.write(part.path, bytes(data))
+    manifest = versions.commit(storage, URI, OPS, SCHEMA, [(partition, part)], registry)
+    entry = manifest.files[0]
+    verified = files.read_verified(storage, entry, URI)  # the footer is the genuine one
+    with pytest.raises(FileCorruptError, match="failed authentication"):
+        list(files.decrypt(verified, OPS, URI, entry.path))
 
 
 class RacedStorage(LocalStorage):

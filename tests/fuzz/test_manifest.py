@@ -44,7 +44,7 @@ def sealed() -> Manifest:
             FileEntry(
                 path=f"v000002-0123abcd/part-0000{i}.parquet",
                 size=1000 + i,
-                sha256=f"{i}" * 64,
+                footer_sha256=f"{i}" * 64,
                 rows=5,
                 row_groups=1,
             )

@@ -22,9 +22,9 @@ import scala.jdk.javaapi.CollectionConverters;
 
 /**
  * Spark's file commit protocol ({@code spark.sql.sources.commitProtocolClass}) with one
- * addition for confidential writes: each task measures the parts it wrote (size, SHA-256 of
- * the ciphertext, rows and row groups, read back with the pinned key metadata of the hashed
- * bytes) before its commit and sends that in its commit message; the job commit hands the
+ * addition for confidential writes: each task measures the parts it wrote (size, footer
+ * digest ({@link FileCheck#footer}: a few KiB are read, not the part), rows and row groups,
+ * read back with the pinned key metadata of the hashed bytes) before its commit and sends that in its commit message; the job commit hands the
  * parts to the Python commit ({@link StagedParts}), which checks every part in staging
  * against its task's digest before publishing (jobruntime/dataset/versions.py: the same
  * commit as the Python writer's). Only one attempt per partition commits (Spark's output
@@ -135,7 +135,7 @@ public class ConfidentialCommitProtocol extends SQLHadoopMapReduceCommitProtocol
     } catch (IOException e) {
       throw new Refusal("storage.io", name + ": no file system for a staged part");
     }
-    FileCheck check = FileCheck.scan(fs, path, -1, null, name, path.getName());
+    FileCheck check = FileCheck.footer(fs, path, -1, null, name, path.getName());
     ParquetReadOptions options = ParquetReadOptions.builder()
         .withDecryption(ConfidentialCryptoFactory.decryption(conf, path, check.footerKeyMetadata, name, path.getName()))
         .build();

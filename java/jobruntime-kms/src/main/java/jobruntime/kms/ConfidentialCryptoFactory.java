@@ -23,9 +23,9 @@ import org.apache.parquet.hadoop.api.WriteSupport.WriteContext;
  * file's keys: a random data key per file, wrapped by a KEK, which the agent wraps.
  *
  * <p><b>Reading</b>, and why digests rather than the AAD prefix: every file is decoded only
- * if it is listed in the manifest the driver verified and its whole ciphertext has the
- * manifest's size and SHA-256, checked here in the JVM before any byte is decrypted, exactly
- * as the Python reader does. The alternative, binding (dataset, version, path) into PME's
+ * if it is listed in the manifest the driver verified and has the manifest's size and footer
+ * digest (schema 2; the whole file's SHA-256 under schema 1), checked here in the JVM before
+ * any byte is decrypted, exactly as the Python reader does ({@link FileCheck}). The alternative, binding (dataset, version, path) into PME's
  * AAD prefix, was not taken: pyarrow's key tools (the Python writer and reader, and owners'
  * tools) cannot set or check an AAD prefix; a part's final path and version are only known
  * at commit, after it is encrypted; and the manifest's digests already name each file. The
@@ -87,7 +87,7 @@ public final class ConfidentialCryptoFactory
   }
 
   private static byte[] verified(Configuration conf, Path path, ManifestFiles.Entry entry, Settings s) {
-    String key = s.uri + "\n" + path + "\n" + entry.size + "\n" + entry.sha256;
+    String key = s.uri + "\n" + path + "\n" + entry.size + "\n" + entry.whole + entry.sha256;
     synchronized (VERIFIED) {
       byte[] pinned = VERIFIED.get(key);
       if (pinned != null) {
@@ -100,7 +100,9 @@ public final class ConfidentialCryptoFactory
     } catch (IOException e) {
       throw new Refusal("storage.io", s.uri + ": no file system for " + entry.path);
     }
-    FileCheck check = FileCheck.scan(fs, path, entry.size, entry.sha256, s.uri, entry.path);
+    FileCheck check = entry.whole
+        ? FileCheck.whole(fs, path, entry.size, entry.sha256, s.uri, entry.path)
+        : FileCheck.footer(fs, path, entry.size, entry.sha256, s.uri, entry.path);
     synchronized (VERIFIED) {
       VERIFIED.put(key, check.footerKeyMetadata);
     }

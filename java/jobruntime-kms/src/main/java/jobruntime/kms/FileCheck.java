@@ -16,21 +16,31 @@ import org.apache.parquet.format.FileCryptoMetaData;
 import org.apache.parquet.format.Util;
 
 /**
- * One whole pass over a file's ciphertext: its size, its SHA-256, and the footer key metadata
- * of exactly the bytes that were hashed.
+ * A file checked against its manifest entry before any byte of it is decrypted: its size, a
+ * SHA-256 of its ciphertext, and the footer key metadata of exactly the bytes that were hashed.
+ *
+ * <p>Schema-2 manifests pin the <b>footer digest</b> ({@link #footer}): the SHA-256 of the
+ * file's first 4 bytes and its footer region (crypto metadata, encrypted footer, length,
+ * magic), a few KiB. Every other byte of a PME file is inside an AES-GCM module authenticated
+ * with the file's data key and an AAD of its unique AAD, module type and ordinals, all of
+ * which the footer region pins; so a verified footer lets Spark skip row groups without
+ * hashing them, and an altered module fails authentication when it is decoded. Schema 1
+ * pinned the whole file's SHA-256 ({@link #whole}).
  *
  * <p>The key metadata (the file's own wrapped data key, random per file) is taken from inside
- * the hashed stream, not from a second read, so it belongs to the file whose digest was
+ * the hashed bytes, not from a second read, so it belongs to the file whose digest was
  * checked. A reader that is then given only that key metadata can decode only that file:
  * under PME every module is authenticated with the file's data key and its unique AAD, so a
  * file swapped in after the check, even one of the same dataset, size and master key, has
  * other key metadata and is refused before any byte of it is decrypted
- * ({@link PinnedKeyRetriever}).
+ * ({@link PinnedKeyRetriever}). jobruntime/dataset/footer.py computes the same digest.
  */
 final class FileCheck {
   static final byte[] ENCRYPTED_MAGIC = "PARE".getBytes(StandardCharsets.US_ASCII);
   private static final int CHUNK = 1 << 20;
   private static final int WINDOW = 64 * 1024; // FileCryptoMetaData is a few hundred bytes
+  private static final int HEAD = 4;
+  private static final long FOOTER_MAX = 64L << 20;
 
   final long size;
   final String sha256;
@@ -43,29 +53,55 @@ final class FileCheck {
   }
 
   /**
-   * Read, hash and check the file: its size against {@code expectedSize} and its digest against
-   * {@code expectedSha256} when given (a read), else only measure it (a write's commit).
+   * Read the file's ends, hash and check them: its size against {@code expectedSize} and its
+   * footer digest against {@code expectedSha256} when given (a read), else only measure it (a
+   * write's task commit).
    */
-  static FileCheck scan(
+  static FileCheck footer(
       FileSystem fs, Path path, long expectedSize, String expectedSha256, String name, String rel) {
-    long length;
-    try {
-      length = fs.getFileStatus(path).getLen();
+    long length = length(fs, path, expectedSize, name, rel);
+    MessageDigest sha = sha256();
+    try (FSDataInputStream in = fs.open(path)) {
+      byte[] tail = new byte[8];
+      if (length >= HEAD + 8) {
+        in.readFully(length - 8, tail);
+      }
+      long footer = footerLength(tail);
+      long start = length - 8 - footer;
+      if (length < HEAD + 8 || !Arrays.equals(Arrays.copyOfRange(tail, 4, 8), ENCRYPTED_MAGIC)
+          || footer == 0 || start < HEAD || footer > FOOTER_MAX) {
+        // Not what the manifest lists (a read), or not what a PME writer makes (a commit).
+        throw expectedSha256 != null
+            ? new Refusal("dataset.file_corrupt", name + ": file " + rel + " was replaced or altered")
+            : notEncrypted(name, rel);
+      }
+      byte[] head = new byte[HEAD];
+      in.readFully(0, head);
+      byte[] region = new byte[(int) (length - start)];
+      in.readFully(start, region);
+      sha.update(head);
+      sha.update(region);
+      String digest = checked(sha, expectedSha256, name, rel);
+      if (!Arrays.equals(tail, Arrays.copyOfRange(region, region.length - 8, region.length))) {
+        throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
+      }
+      return new FileCheck(length, digest, footerKeyMetadata(tail, region, name, rel));
     } catch (FileNotFoundException e) {
       throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
     } catch (IOException e) {
       throw new Refusal("storage.io", name + ": file " + rel + " could not be read ("
           + e.getClass().getSimpleName() + ")");
     }
-    if (expectedSize >= 0 && length != expectedSize) {
-      throw truncated(name, rel, length, expectedSize);
-    }
-    MessageDigest sha;
-    try {
-      sha = MessageDigest.getInstance("SHA-256");
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
+  }
+
+  /**
+   * Schema 1: read and hash the whole file, and check its size against {@code expectedSize} and
+   * its SHA-256 against {@code expectedSha256}.
+   */
+  static FileCheck whole(
+      FileSystem fs, Path path, long expectedSize, String expectedSha256, String name, String rel) {
+    long length = length(fs, path, expectedSize, name, rel);
+    MessageDigest sha = sha256();
     byte[] tail = new byte[8];
     byte[] window = null;
     long windowStart = -1;
@@ -73,8 +109,7 @@ final class FileCheck {
     try (FSDataInputStream in = fs.open(path)) {
       if (length >= 8) {
         in.readFully(length - 8, tail); // where the crypto metadata is; checked below
-        long footer = Integer.toUnsignedLong(
-            (tail[0] & 0xff) | (tail[1] & 0xff) << 8 | (tail[2] & 0xff) << 16 | (tail[3] & 0xff) << 24);
+        long footer = footerLength(tail);
         if (footer > 0 && footer <= length - 12) {
           windowStart = length - 8 - footer;
           window = new byte[(int) Math.min(footer, WINDOW)];
@@ -93,12 +128,7 @@ final class FileCheck {
       if (read != length) {
         throw truncated(name, rel, read, length);
       }
-      String digest = HexFormat.of().formatHex(sha.digest());
-      if (expectedSha256 != null
-          && !MessageDigest.isEqual(
-              digest.getBytes(StandardCharsets.US_ASCII), expectedSha256.getBytes(StandardCharsets.US_ASCII))) {
-        throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " was replaced or altered");
-      }
+      String digest = checked(sha, expectedSha256, name, rel);
       if (!Arrays.equals(tail, hashedTail)) {
         throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
       }
@@ -111,10 +141,54 @@ final class FileCheck {
     }
   }
 
+  private static long length(FileSystem fs, Path path, long expectedSize, String name, String rel) {
+    long length;
+    try {
+      length = fs.getFileStatus(path).getLen();
+    } catch (FileNotFoundException e) {
+      throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
+    } catch (IOException e) {
+      throw new Refusal("storage.io", name + ": file " + rel + " could not be read ("
+          + e.getClass().getSimpleName() + ")");
+    }
+    if (expectedSize >= 0 && length != expectedSize) {
+      throw truncated(name, rel, length, expectedSize);
+    }
+    return length;
+  }
+
+  private static MessageDigest sha256() {
+    try {
+      return MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** The digest, compared with the expected one in constant time when there is one. */
+  private static String checked(MessageDigest sha, String expectedSha256, String name, String rel) {
+    String digest = HexFormat.of().formatHex(sha.digest());
+    if (expectedSha256 != null
+        && !MessageDigest.isEqual(
+            digest.getBytes(StandardCharsets.US_ASCII), expectedSha256.getBytes(StandardCharsets.US_ASCII))) {
+      throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " was replaced or altered");
+    }
+    return digest;
+  }
+
+  private static long footerLength(byte[] tail) {
+    return Integer.toUnsignedLong(
+        (tail[0] & 0xff) | (tail[1] & 0xff) << 8 | (tail[2] & 0xff) << 16 | (tail[3] & 0xff) << 24);
+  }
+
+  private static Refusal notEncrypted(String name, String rel) {
+    return new Refusal("dataset.decrypt", name + ": file " + rel + " is not a Parquet file with an encrypted footer");
+  }
+
   /** The footer key metadata of an AES_GCM_V1 file with an encrypted footer; nothing else is read. */
   private static byte[] footerKeyMetadata(byte[] tail, byte[] window, String name, String rel) {
     if (window == null || !Arrays.equals(Arrays.copyOfRange(tail, 4, 8), ENCRYPTED_MAGIC)) {
-      throw new Refusal("dataset.decrypt", name + ": file " + rel + " is not a Parquet file with an encrypted footer");
+      throw notEncrypted(name, rel);
     }
     FileCryptoMetaData crypto;
     try (InputStream in = new ByteArrayInputStream(window)) {

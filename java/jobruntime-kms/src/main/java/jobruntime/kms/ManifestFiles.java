@@ -9,11 +9,12 @@ import org.apache.hadoop.fs.Path;
 /**
  * The files a read may decode, from the manifest the driver verified (MAC through the agent,
  * the control plane's recorded version, the exact file set and sizes): {@code jobruntime.root}
- * and {@code jobruntime.files} = {@code "path:size:sha256,..."}, paths relative to the root.
+ * and {@code jobruntime.files} = {@code "path:size:footer:sha256,..."}, paths relative to the
+ * root ({@code whole} instead of {@code footer} for a schema-1 manifest's whole-file digest).
  */
 final class ManifestFiles {
   private static final Pattern ENTRY =
-      Pattern.compile("v[0-9]{6}-[0-9a-f]{8}/part-[0-9]{5}\\.parquet:[0-9]{1,18}:[0-9a-f]{64}");
+      Pattern.compile("v[0-9]{6}-[0-9a-f]{8}/part-[0-9]{5}\\.parquet:[0-9]{1,18}:(footer|whole):[0-9a-f]{64}");
   private static final Map<String, ManifestFiles> PARSED = new HashMap<>();
 
   final String root;
@@ -22,11 +23,13 @@ final class ManifestFiles {
   static final class Entry {
     final String path;
     final long size;
+    final boolean whole;
     final String sha256;
 
-    Entry(String path, long size, String sha256) {
+    Entry(String path, long size, boolean whole, String sha256) {
       this.path = path;
       this.size = size;
+      this.whole = whole;
       this.sha256 = sha256;
     }
   }
@@ -63,7 +66,7 @@ final class ManifestFiles {
         throw Settings.refused(Settings.FILES + " has a malformed entry");
       }
       String[] parts = item.split(":");
-      entries.put(parts[0], new Entry(parts[0], Long.parseLong(parts[1]), parts[2]));
+      entries.put(parts[0], new Entry(parts[0], Long.parseLong(parts[1]), parts[2].equals("whole"), parts[3]));
     }
     return new ManifestFiles(new Path(root).toUri().getPath(), entries);
   }

@@ -28,15 +28,15 @@ public final class StagedParts {
     final int partition;
     final String name;
     final long size;
-    final String sha256;
+    final String footerSha256;
     final long rows;
     final int rowGroups;
 
-    Part(int partition, String name, long size, String sha256, long rows, int rowGroups) {
+    Part(int partition, String name, long size, String footerSha256, long rows, int rowGroups) {
       this.partition = partition;
       this.name = name;
       this.size = size;
-      this.sha256 = sha256;
+      this.footerSha256 = footerSha256;
       this.rows = rows;
       this.rowGroups = rowGroups;
     }
@@ -49,7 +49,7 @@ public final class StagedParts {
       row.put("partition", p.partition);
       row.put("name", p.name);
       row.put("size", p.size);
-      row.put("sha256", p.sha256);
+      row.put("footer_sha256", p.footerSha256);
       row.put("rows", p.rows);
       row.put("row_groups", p.rowGroups);
       rows.add(row);
