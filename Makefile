@@ -75,7 +75,7 @@ typecheck: $(STAMP)
 # The whole suite with a coverage report of the packages (in-process code only: the
 # pods' processes the tests start are not measured) and its floor (pyproject.toml).
 unit: $(STAMP) $(AZURITE) $(JAR)
-	$(BIN)/pytest -q --cov --cov-report=term:skip-covered
+	$(BIN)/pytest -q --durations=40 --cov --cov-report=term:skip-covered
 
 # The same minus the tests marked slow (real Spark runs, clusters, pods): a minute or two.
 test-fast: lint typecheck $(STAMP) $(AZURITE) $(JAR)
