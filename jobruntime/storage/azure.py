@@ -141,6 +141,7 @@ class AzureBlobStorage:
         retry_total: int = 5,
         retry_backoff: int = 1,
         copy_timeout: float = 60.0,
+        read_timeout: float = 60.0,
     ) -> None:
         if not _CONTAINER_NAME.fullmatch(container):
             raise StorageConfigError(f"{container!r} is not a valid Azure container name")
@@ -154,6 +155,8 @@ class AzureBlobStorage:
             "api_version": api_version,
             "max_block_size": max_block_size,
             "max_single_put_size": max_single_put_size,
+            # How long a call waits for bytes before it is retried (the SDK's default, 60 s).
+            "read_timeout": read_timeout,
             # The storage SDK's own retry policy; azure-core's retry_backoff_factor is
             # ignored by it, and its default first back-off is 15 s.
             "retry_policy": ExponentialRetry(

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from jobruntime.storage.azure import AzureBlobStorage
 
 CONNECTION_STRING_ENV = ("JOBRUNTIME_AZURE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
+READ_TIMEOUT_ENV = "JOBRUNTIME_AZURE_READ_TIMEOUT"
+READ_TIMEOUT_DEFAULT = 60.0  # azure-storage-blob's own
+_READ_TIMEOUT_RANGE = (1.0, 3600.0)
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -108,6 +111,24 @@ def _connection_string(config: StorageConfig) -> str:
     )
 
 
+def read_timeout() -> float:
+    """Seconds an Azure call waits for bytes before its retry: ``$JOBRUNTIME_AZURE_READ_TIMEOUT``
+    (1 to 3600), else the SDK's 60 s. A stalled connection costs this much per retry."""
+    text = os.environ.get(READ_TIMEOUT_ENV, "").strip()
+    if not text:
+        return READ_TIMEOUT_DEFAULT
+    low, high = _READ_TIMEOUT_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not low <= value <= high:
+        raise StorageConfigError(
+            f"${READ_TIMEOUT_ENV} must be a number of seconds from {low:g} to {high:g}"
+        )
+    return value
+
+
 def _azure_named(parts: SplitResult, shown: str, config: StorageConfig) -> AzureBlobStorage:
     from jobruntime.storage.azure import AzureBlobStorage
 
@@ -117,6 +138,7 @@ def _azure_named(parts: SplitResult, shown: str, config: StorageConfig) -> Azure
         parts.netloc,
         unquote(parts.path),
         connection_string=_connection_string(config),
+        read_timeout=read_timeout(),
     )
 
 
@@ -143,4 +165,5 @@ def _azure_url(parts: SplitResult, shown: str, config: StorageConfig) -> AzureBl
         segments[1] if len(segments) > 1 else "",
         account_url=account_url,
         credential=config.azure_credential,
+        read_timeout=read_timeout(),
     )

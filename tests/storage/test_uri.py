@@ -13,7 +13,7 @@ from jobruntime.storage.azure import (
     AzureBlobStorage,
     development_connection_string,
 )
-from jobruntime.storage.uri import canonical_uri, require_canonical
+from jobruntime.storage.uri import READ_TIMEOUT_ENV, canonical_uri, require_canonical
 from tests.azurite import AzuriteProcess
 
 ENV = ("JOBRUNTIME_AZURE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
@@ -140,3 +140,29 @@ def test_relative_paths_resolve_against_the_given_base(tmp_path: Path) -> None:
 def test_anything_but_the_canonical_spelling_is_refused_in_specs(text: str) -> None:
     with pytest.raises(StorageConfigError, match="not canonical"):
         require_canonical(text)
+
+
+def _read_timeout_of(store: object) -> float:
+    transport = store._service._pipeline._transport  # type: ignore[attr-defined]
+    return float(transport.connection_config.read_timeout)
+
+
+def test_the_read_timeout_is_the_sdks_unless_the_operator_sets_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV[0], development_connection_string("http://127.0.0.1:9/devstoreaccount1"))
+    monkeypatch.delenv(READ_TIMEOUT_ENV, raising=False)
+    assert _read_timeout_of(open_storage("az://timeouts/ds")) == 60.0
+    monkeypatch.setenv(READ_TIMEOUT_ENV, "7.5")
+    assert _read_timeout_of(open_storage("az://timeouts/ds")) == 7.5
+    https = open_storage(
+        "https://acct.blob.core.windows.net/timeouts/ds", config=StorageConfig(azure_credential=KEY)
+    )
+    assert _read_timeout_of(https) == 7.5
+    for bad in ("0", "-1", "3601", "nan", "inf", "ten", "1e999"):
+        monkeypatch.setenv(READ_TIMEOUT_ENV, bad)
+        with pytest.raises(StorageConfigError) as info:
+            open_storage("az://timeouts/ds")
+        assert info.value.message == (
+            f"${READ_TIMEOUT_ENV} must be a number of seconds from 1 to 3600"
+        )
