@@ -5,16 +5,21 @@ the ``FileCryptoMetaData``, the encrypted footer, the footer length and the ``PA
 magic (the file's last ``8 + footer length`` bytes).
 
 Why that is enough. Every other byte of a PME file (``AES_GCM_V1``, encrypted footer,
-uniform key) is inside a module (page header, page, dictionary, column or offset index,
-bloom filter) that AES-GCM authenticates under the file's data key, with an AAD made of
-the file's unique AAD, the module's type and its row-group, column and page ordinals.
-The footer region names the data key (its key metadata), holds the unique AAD, and
-locates every module; the encrypted footer itself is authenticated the same way. So a
-file of the manifest's size whose footer digest matches decodes only to what its writer
-wrote, in its place, and any altered, moved or foreign module fails authentication when
-it is read (``dataset.file_corrupt``). Checking it reads a few KiB instead of the whole
-file: a selective query keeps Spark's row-group pruning. ``java/jobruntime-kms``
-(``FileCheck``) computes the same digest.
+uniform key) is either inside a module (page header, page, dictionary, column or offset
+index, bloom filter) that AES-GCM authenticates under the file's data key, with an AAD
+made of the file's unique AAD, the module's type and its row-group, column and page
+ordinals, or is a module's 4-byte length prefix. The footer region names the algorithm
+and the data key (its key metadata), holds the unique AAD, and locates every column
+chunk; the encrypted footer itself is authenticated the same way. So a file of the
+manifest's size whose footer digest matches decodes only to what its writer wrote, in
+its place: an altered, moved or foreign module fails authentication when it is read,
+and an altered length prefix makes its module fail to decode, or is ignored where the
+authenticated page header fixes the length (``dataset.file_corrupt`` either way; no
+value changes). Readers must decode with the verified footer region itself, never a
+second read of it (the native path serves it from memory: ``VerifiedLocalFileSystem``).
+
+Checking it reads a few KiB instead of the whole file: a selective query keeps Spark's
+row-group pruning. ``java/jobruntime-kms`` (``FileCheck``) computes the same digest.
 """
 
 from __future__ import annotations

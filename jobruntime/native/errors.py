@@ -8,7 +8,9 @@ a native refusal with the same code and exit code as the Python data source's.
 
 Parquet's own ``TagVerificationException`` (a module that fails AES-GCM authentication in
 a file whose footer digest was verified: an altered part) is ``dataset.file_corrupt``,
-named by the file Spark's error names.
+named by the file Spark's error names; so is any other failure Spark reports reading one
+of a dataset's parts (``FAILED_READ_FILE``): its footer was verified, so a part that does
+not decode was altered (a module's unauthenticated length prefix, say) or damaged.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def typed(exc: BaseException) -> JobRuntimeError | None:
             seen += 1
     except Exception:  # the JVM is gone, or an object is not what it seemed
         return None
-    return None
+    return _undecodable(messages)
 
 
 def _altered(messages: list[str]) -> FileCorruptError:
@@ -62,6 +64,17 @@ def _altered(messages: list[str]) -> FileCorruptError:
             root, rel = found.groups()
             return FileCorruptError(f"{root}: file {rel} failed authentication: it was altered")
     return FileCorruptError("a dataset file failed authentication: it was altered")
+
+
+def _undecodable(messages: list[str]) -> FileCorruptError | None:
+    for message in messages:
+        found = _PART.search(message) if "FAILED_READ_FILE" in message else None
+        if found:
+            root, rel = found.groups()
+            return FileCorruptError(
+                f"{root}: file {rel} could not be decoded: it was altered or damaged"
+            )
+    return None
 
 
 def by_code(code: str, message: str) -> JobRuntimeError:

@@ -16,6 +16,7 @@ from jobruntime.dataset.manifest import AnyFileEntry, Manifest, WholeFileEntry
 FACTORY = "jobruntime.kms.ConfidentialCryptoFactory"
 KMS_CLIENT = "jobruntime.kms.KeyAgentKmsClient"
 COMMIT_PROTOCOL = "jobruntime.kms.ConfidentialCommitProtocol"
+VERIFIED_FS = "jobruntime.kms.VerifiedLocalFileSystem"
 STAGED_PARTS = "jobruntime.kms.StagedParts"
 INSTANCE_ID = "jobruntime-key-agent"  # also what pyarrow's writer records (dataset/pme.py)
 ALGORITHM = "AES_GCM_V1"
@@ -65,6 +66,9 @@ def read(manifest: Manifest, root: str, dataset: str, socket: str) -> dict[str, 
         **crypto(dataset, manifest.key_id, socket, manifest.dataset),
         "jobruntime.root": root,
         "jobruntime.files": listed,
+        # Every open serves the verified footer bytes: what Parquet decodes is what was checked.
+        "fs.file.impl": VERIFIED_FS,
+        "fs.file.impl.disable.cache": "true",
         # A file the factory refuses must fail the query, never be skipped as "corrupt".
         "ignoreCorruptFiles": "false",
         "ignoreMissingFiles": "false",

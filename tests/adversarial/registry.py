@@ -372,9 +372,27 @@ POINTERS: tuple[Row, ...] = (
         "native-part-swapped-after-check",
         "a part swapped after the driver checked it and before Spark decodes it",
         STORAGE,
-        "the JVM checks the bytes it decodes and pins their footer key metadata",
+        "every open is served the verified footer region (VerifiedLocalFileSystem), so the "
+        "swapped part's pages fail authentication under the verified key and AAD",
         NT + "test_a_part_swapped_after_it_was_verified_is_refused",
         NT + "test_a_part_of_another_dataset_under_the_same_size_is_refused",
+    ),
+    _data(
+        "native-algorithm-switched-after-check",
+        "a verified part switched to AES_GCM_CTR_V1 (unauthenticated pages) under the same "
+        "key metadata, with a page re-laid to decrypt to a chosen value (found in review)",
+        STORAGE,
+        "every open is served the verified crypto metadata and footer, so Parquet keeps "
+        "AES_GCM_V1; a fresh JVM refuses the file before decoding",
+        NT + "test_crypto_metadata_changed_after_the_check_is_never_decoded",
+    ),
+    _data(
+        "native-length-prefix-altered",
+        "a module's length prefix (outside the digest and GCM) altered, native path "
+        "(found in review)",
+        STORAGE,
+        "the module then fails to decode; a failed read of a verified part is dataset.file_corrupt",
+        NT + "test_a_page_header_length_prefix_altered_is_refused",
     ),
     _data(
         "native-manifest-checks",

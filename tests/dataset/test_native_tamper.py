@@ -98,6 +98,68 @@ def test_a_row_group_copied_over_another_is_refused(
     assert f"{victim.name} failed authentication" in message
 
 
+def test_crypto_metadata_changed_after_the_check_is_never_decoded(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """Found in review: once a part was verified, storage switched its plaintext crypto
+    metadata to AES_GCM_CTR_V1 (pages not authenticated; key metadata and file AAD kept)
+    and re-laid a page as CTR ciphertext of a chosen value, and Spark returned that value.
+    Every open is now served the verified footer region, so Parquet keeps AES_GCM_V1: the
+    flip alone is never seen, the re-laid page fails authentication, and a fresh JVM
+    refuses the file before decoding it."""
+    uri = str(tmp_path / "sales")
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    spark.conf.set("spark.sql.parquet.compression.codec", "uncompressed")
+    hadoop.set("parquet.enable.dictionary", "false")  # the id page holds the values as written
+    try:
+        df = spark.range(0, 1000, numPartitions=1).selectExpr("id", "id * 3 AS amount")
+        native_write(df, agent, "sales", uri)
+    finally:
+        spark.conf.unset("spark.sql.parquet.compression.codec")
+        hadoop.unset("parquet.enable.dictionary")
+    victim = parts(Path(uri))[0]
+    original = victim.read_bytes()
+    good = sorted(native_read(spark, agent, "sales", uri).collect())  # verified, remembered
+    region = len(original) - 8 - int.from_bytes(original[-8:-4], "little")
+    assert original[region + 1] == 0x1C  # the union field of AES_GCM_V1
+    flipped = bytearray(original)
+    flipped[region + 1] = 0x2C  # AES_GCM_CTR_V1
+    victim.write_bytes(bytes(flipped))
+    assert sorted(native_read(spark, agent, "sales", uri).collect()) == good
+
+    ((chunk, _),) = column_chunks(original, agent_ops(agent))
+    page = chunk + 4 + int.from_bytes(original[chunk : chunk + 4], "little")  # after its header
+    size = 4 + int.from_bytes(original[page : page + 4], "little")
+    ciphertext = original[page + 16 : page + size - 16]  # GCM counts from 2, CTR from 1
+    laid = bytearray(16) + ciphertext
+    laid[16 + 500 * 8 + 5] ^= 0x01  # + 2**40 to row 500's id, were it decrypted with CTR
+    forged = bytearray(flipped)
+    forged[page + 16 : page + size] = laid
+    assert len(forged) == len(original)
+    victim.write_bytes(bytes(forged))
+    message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    assert f"{victim.name} failed authentication" in message
+    spark.sparkContext._jvm.jobruntime.kms.ConfidentialCryptoFactory.forgetVerified()
+    message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    assert f"{victim.name} was replaced or altered" in message
+
+
+def test_a_page_header_length_prefix_altered_is_refused(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """Found in review: a module's 4-byte length prefix is outside both the footer digest
+    and AES-GCM. Raised by 2^24, parquet-java fails to read the header ("Tried to read ...
+    bytes"); the read is refused as altered, naming the file."""
+    uri, root = written(spark, agent, tmp_path)
+    victim = parts(root)[0]
+    data = bytearray(victim.read_bytes())
+    ((chunk, _),) = column_chunks(bytes(data), agent_ops(agent))[:1]
+    data[chunk + 3] ^= 0x01  # the first page header's length, + 2**24
+    victim.write_bytes(bytes(data))
+    message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
+    assert f"{victim.name} could not be decoded" in message
+
+
 def test_a_schema_1_dataset_is_read_on_both_paths_and_checked_whole(
     spark: Any, agent: Agent, tmp_path: Path
 ) -> None:
@@ -142,14 +204,15 @@ def test_parts_moved_within_a_version_are_refused(spark: Any, agent: Agent, tmp_
 def test_a_part_swapped_after_it_was_verified_is_refused(
     spark: Any, agent: Agent, tmp_path: Path
 ) -> None:
-    """The JVM remembers a verified file by path and digest and does not hash it again;
-    the footer key metadata of the hashed bytes is pinned, so a file swapped in after the
-    check (a time-of-check to time-of-use swap) is still refused before it is decoded."""
+    """The JVM remembers a verified file by path and digest and does not check it again;
+    every open of it is served the verified footer region, so a file swapped in after the
+    check (a time-of-check to time-of-use swap) is decoded under the verified file's key
+    and AAD, and its first page fails authentication."""
     uri, root = two_equal_versions(spark, agent, tmp_path)
     assert native_read(spark, agent, "sales", uri).count() == 4000  # verified, and remembered
     parts(root, 2)[1].write_bytes(parts(root, 1)[1].read_bytes())
     message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
-    assert "not the file that was verified" in message
+    assert "part-00001.parquet failed authentication" in message
 
 
 def test_a_part_of_another_dataset_under_the_same_size_is_refused(

@@ -1,8 +1,6 @@
 package jobruntime.kms;
 
 import java.io.IOException;
-import java.util.LinkedHashMap;
-import java.util.Map;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -31,21 +29,13 @@ import org.apache.parquet.hadoop.api.WriteSupport.WriteContext;
  * at commit, after it is encrypted; and the manifest's digests already name each file. The
  * check and the decoding are two reads of storage, so the footer key metadata of the hashed
  * bytes is pinned ({@link PinnedKeyRetriever}): a file swapped in between is refused too.
- * A verified file is remembered (by path, size and digest) with its pinned key metadata, so
- * Spark's second open of a file (footer, then row groups) does not hash it again; the pin
- * still holds for every open. Plaintext files are never accepted.
+ * A verified file is remembered (by path, size and digest) with its pinned key metadata and
+ * its verified footer bytes ({@link VerifiedFiles}), and every open of it through the read's
+ * {@link VerifiedLocalFileSystem} is served those bytes: what Parquet decodes is what was
+ * checked, at every open, whatever storage holds by then. Plaintext files are never accepted.
  */
 public final class ConfidentialCryptoFactory
     implements EncryptionPropertiesFactory, DecryptionPropertiesFactory {
-  private static final int VERIFIED_MAX = 4096;
-  private static final Map<String, byte[]> VERIFIED =
-      new LinkedHashMap<>(64, 0.75f, true) {
-        @Override
-        protected boolean removeEldestEntry(Map.Entry<String, byte[]> eldest) {
-          return size() > VERIFIED_MAX;
-        }
-      };
-
   @Override
   public FileEncryptionProperties getFileEncryptionProperties(
       Configuration conf, Path tempFilePath, WriteContext fileWriteContext)
@@ -71,9 +61,7 @@ public final class ConfidentialCryptoFactory
    * does (benchmarks measure that first read). The pins of reads in progress are unaffected.
    */
   public static void forgetVerified() {
-    synchronized (VERIFIED) {
-      VERIFIED.clear();
-    }
+    VerifiedFiles.clear();
   }
 
   /** Decryption that only accepts {@code pinned} footer key metadata, and no plaintext file. */
@@ -87,12 +75,10 @@ public final class ConfidentialCryptoFactory
   }
 
   private static byte[] verified(Configuration conf, Path path, ManifestFiles.Entry entry, Settings s) {
-    String key = s.uri + "\n" + path + "\n" + entry.size + "\n" + entry.whole + entry.sha256;
-    synchronized (VERIFIED) {
-      byte[] pinned = VERIFIED.get(key);
-      if (pinned != null) {
-        return pinned;
-      }
+    String entryKey = s.uri + "\n" + entry.size + "\n" + entry.whole + entry.sha256;
+    VerifiedFiles.Verified known = VerifiedFiles.get(path);
+    if (known != null && known.entryKey.equals(entryKey)) {
+      return known.footerKeyMetadata;
     }
     FileSystem fs;
     try {
@@ -100,12 +86,13 @@ public final class ConfidentialCryptoFactory
     } catch (IOException e) {
       throw new Refusal("storage.io", s.uri + ": no file system for " + entry.path);
     }
+    if (!(fs instanceof VerifiedLocalFileSystem)) {
+      throw Settings.refused("a confidential read opens files through " + VerifiedLocalFileSystem.class.getName());
+    }
     FileCheck check = entry.whole
         ? FileCheck.whole(fs, path, entry.size, entry.sha256, s.uri, entry.path)
         : FileCheck.footer(fs, path, entry.size, entry.sha256, s.uri, entry.path);
-    synchronized (VERIFIED) {
-      VERIFIED.put(key, check.footerKeyMetadata);
-    }
+    VerifiedFiles.put(path, new VerifiedFiles.Verified(entryKey, check));
     return check.footerKeyMetadata;
   }
 }

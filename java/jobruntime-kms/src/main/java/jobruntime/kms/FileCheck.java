@@ -38,18 +38,29 @@ import org.apache.parquet.format.Util;
 final class FileCheck {
   static final byte[] ENCRYPTED_MAGIC = "PARE".getBytes(StandardCharsets.US_ASCII);
   private static final int CHUNK = 1 << 20;
-  private static final int WINDOW = 64 * 1024; // FileCryptoMetaData is a few hundred bytes
   private static final int HEAD = 4;
   private static final long FOOTER_MAX = 64L << 20;
 
   final long size;
   final String sha256;
   final byte[] footerKeyMetadata;
+  /** The verified first 4 bytes and footer region, which later opens are served from. */
+  final byte[] head;
+  final byte[] region;
 
-  private FileCheck(long size, String sha256, byte[] footerKeyMetadata) {
+  private FileCheck(long size, String sha256, byte[] footerKeyMetadata, byte[] head, byte[] region) {
     this.size = size;
     this.sha256 = sha256;
     this.footerKeyMetadata = footerKeyMetadata;
+    this.head = head;
+    this.region = region;
+  }
+
+  /** Storage's bytes: never the verified overlay of a file checked before. */
+  private static FSDataInputStream open(FileSystem fs, Path path) throws IOException {
+    return fs instanceof VerifiedLocalFileSystem
+        ? ((VerifiedLocalFileSystem) fs).openUnverified(path)
+        : fs.open(path);
   }
 
   /**
@@ -61,7 +72,7 @@ final class FileCheck {
       FileSystem fs, Path path, long expectedSize, String expectedSha256, String name, String rel) {
     long length = length(fs, path, expectedSize, name, rel);
     MessageDigest sha = sha256();
-    try (FSDataInputStream in = fs.open(path)) {
+    try (FSDataInputStream in = open(fs, path)) {
       byte[] tail = new byte[8];
       if (length >= HEAD + 8) {
         in.readFully(length - 8, tail);
@@ -85,7 +96,7 @@ final class FileCheck {
       if (!Arrays.equals(tail, Arrays.copyOfRange(region, region.length - 8, region.length))) {
         throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
       }
-      return new FileCheck(length, digest, footerKeyMetadata(tail, region, name, rel));
+      return new FileCheck(length, digest, footerKeyMetadata(tail, region, name, rel), head, region);
     } catch (FileNotFoundException e) {
       throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
     } catch (IOException e) {
@@ -106,15 +117,16 @@ final class FileCheck {
     byte[] window = null;
     long windowStart = -1;
     long read = 0;
-    try (FSDataInputStream in = fs.open(path)) {
+    try (FSDataInputStream in = open(fs, path)) {
       if (length >= 8) {
         in.readFully(length - 8, tail); // where the crypto metadata is; checked below
         long footer = footerLength(tail);
-        if (footer > 0 && footer <= length - 12) {
+        if (footer > 0 && footer <= length - 12 && footer <= FOOTER_MAX) {
           windowStart = length - 8 - footer;
-          window = new byte[(int) Math.min(footer, WINDOW)];
+          window = new byte[(int) (footer + 8)]; // the whole footer region
         }
       }
+      byte[] head = new byte[Math.min(HEAD, (int) length)];
       byte[] hashedTail = new byte[8];
       byte[] buffer = new byte[CHUNK];
       in.seek(0);
@@ -122,6 +134,7 @@ final class FileCheck {
       while ((n = in.read(buffer)) > 0) {
         sha.update(buffer, 0, n);
         copyOverlap(buffer, n, read, window, windowStart);
+        copyOverlap(buffer, n, read, head, 0);
         copyOverlap(buffer, n, read, hashedTail, length - 8);
         read += n;
       }
@@ -132,7 +145,7 @@ final class FileCheck {
       if (!Arrays.equals(tail, hashedTail)) {
         throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
       }
-      return new FileCheck(length, digest, footerKeyMetadata(tail, window, name, rel));
+      return new FileCheck(length, digest, footerKeyMetadata(tail, window, name, rel), head, window);
     } catch (FileNotFoundException e) {
       throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
     } catch (IOException e) {
