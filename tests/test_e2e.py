@@ -253,6 +253,11 @@ def test_module_edited_after_verification_is_caught_by_the_driver(world: World) 
     result = submit(world.plan(module, "edited-late"), edit)
     assert result.exit_code == 16
     assert "digest.module" in driver_refusal(result)
+    # The driver's refusal is its outcome: the sidecar's final heartbeat ends the run now,
+    # with the code, not a heartbeat timeout later.
+    with world.emu.client("operator") as c:
+        status = c.status(result.run_id)
+    assert (status.state, status.outcome_reason) == (RunState.FAILED, "digest.module")
 
 
 def test_an_owner_who_has_not_approved_stops_the_verifier(world: World, shm_dir: Path) -> None:

@@ -22,9 +22,10 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 from jobruntime.controlplane.api import OutputReport
@@ -40,6 +41,7 @@ from jobruntime.native.errors import typed as native_refusal
 from jobruntime.signing.roots import RootLike
 from jobruntime.signing.trustroot import TrustRoot
 from jobruntime.sparkconf.check import refuse_insecure_spark_conf
+from jobruntime.spec.models import JobRunSpec
 from jobruntime.verification.consumer import load_pod_bundle
 
 
@@ -86,10 +88,23 @@ def _finish(
     write_atomically(shared, DRIVER_OUTCOME, json.dumps(body))
 
 
-def run() -> int:
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything steps 0-4 established: verified, imported, validated, Spark started."""
+
+    spark: Any
+    spec: JobRunSpec
+    trust_root: Path
+    entry: Callable[[JobContext], object]
+    params: Any
+    module: ModuleType
+    path: Path
+    socket: str
+
+
+def _prepare(shared: Path) -> _Prepared:
     # 0. Spark's effective configuration, before any of Spark starts (sparkconf.*, exit 31).
     refuse_insecure_spark_conf()
-    shared = Path(_env("JOB_BUNDLE_DIR"))
     # 1. The bundle, re-verified against the pinned trust root; nothing unverified is used.
     pinned, bundle = load_pod_bundle(
         "jobruntime-driver",
@@ -118,7 +133,21 @@ def run() -> int:
         spark.stop()
         raise ConfigError(f"Spark settings would write exception text out: {', '.join(leaks)}")
     register(spark)
-    root = TrustRoot.load(pinned.trust_root)  # the root the bundle was verified against
+    return _Prepared(spark, spec, pinned.trust_root, entry, params, module, path, socket)
+
+
+def run() -> int:
+    shared = Path(_env("JOB_BUNDLE_DIR"))
+    try:
+        job = _prepare(shared)
+    except JobRuntimeError as exc:
+        # Refused before the job started: the sidecar's final heartbeat reports it now,
+        # instead of the control plane timing the run out. Nothing was read or written.
+        _finish(shared, "failed", exc.code)
+        raise
+    spark, spec, module, path = job.spark, job.spec, job.module, job.path
+    params, entry, socket = job.params, job.entry, job.socket
+    root = TrustRoot.load(job.trust_root)  # the root the bundle was verified against
     watch = _announce(shared, spark, root, spec.run_id)
     log = JobLogger(spec.run_id, spec.job_id, fields=job_module.log_fields(module))
     ctx = JobContext(spark=spark, params=params, spec=spec, log=log, agent_socket=socket)
