@@ -76,6 +76,22 @@ def spark(azurite: AzuriteProcess) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """One real standalone cluster (a master and two workers, each executor its own JVM)
+    for every test that runs a job on one: (StandaloneCluster, ClusterInfo). Started on
+    first use, stopped at the end of the session. tests/test_cluster.py keeps its own:
+    it tests the cluster's own life (stale state, up again, wrong secrets)."""
+    from jobruntime.dev.cluster.standalone import StandaloneCluster
+
+    cluster = StandaloneCluster(tmp_path_factory.mktemp("standalone"), workers=2)
+    info = cluster.up()
+    try:
+        yield cluster, info
+    finally:
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     emu = EmulatorProcess(tmp_path_factory.mktemp("emulator")).start()
     yield emu
@@ -230,7 +246,7 @@ def shm_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-SPARK_FIXTURES = frozenset({"spark", "world", "overlap_run", "cluster"})
+SPARK_FIXTURES = frozenset({"spark", "world", "overlap_run", "cluster", "standalone"})
 """Fixtures that start Spark (a session, a standalone cluster or a whole ``submit``)."""
 
 

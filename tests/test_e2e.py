@@ -320,23 +320,19 @@ def test_emulator_restarted_mid_run_completes_and_keeps_state(world: World, tmp_
         emu.stop()
 
 
-def test_overlap_on_the_standalone_cluster_equals_pandas(world: World, tmp_path: Path) -> None:
+def test_overlap_on_the_standalone_cluster_equals_pandas(
+    world: World, standalone: tuple[Any, Any]
+) -> None:
     """Executors in their own JVMs under two workers get their keys through the key agent."""
-    from jobruntime.dev.cluster.standalone import StandaloneCluster
-
-    cluster = StandaloneCluster(tmp_path / "cluster", workers=2)
-    info = cluster.up()
-    try:
-        plan = world.plan(
-            ROOT / "jobs" / "overlap.py",
-            "overlap-standalone",
-            master=info.master_url,
-            cluster_state=tmp_path / "cluster",
-        )
-        result = run(plan)
-        assert result.exit_code == 0, driver_refusal(result)
-    finally:
-        cluster.down()
+    cluster, info = standalone
+    plan = world.plan(
+        ROOT / "jobs" / "overlap.py",
+        "overlap-standalone",
+        master=info.master_url,
+        cluster_state=cluster.state_dir,
+    )
+    result = run(plan)
+    assert result.exit_code == 0, driver_refusal(result)
     table = world.decrypt(result.outputs["overlap"], "org-a/overlap")
     got = {r["segment"]: r["customers"] for r in table.to_pylist()}
     assert got == expected_overlap(world.a, world.b, k=10)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -42,16 +40,6 @@ def run(ctx):
 """
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[StandaloneCluster, ClusterInfo]]:
-    standalone = StandaloneCluster(tmp_path / "cluster", workers=2)
-    info = standalone.up()
-    try:
-        yield standalone, info
-    finally:
-        standalone.down()
-
-
 def executors_of(worker_pgid: int) -> list[int]:
     """The executor JVMs a Worker started: they are in its process group."""
     return [
@@ -62,16 +50,16 @@ def executors_of(worker_pgid: int) -> list[int]:
 
 
 def test_an_executor_killed_mid_write_is_retried_and_one_complete_version_published(
-    world: World, cluster: tuple[StandaloneCluster, ClusterInfo]
+    world: World, standalone: tuple[StandaloneCluster, ClusterInfo]
 ) -> None:
-    standalone, info = cluster
+    cluster, info = standalone
     worker = info.pids["worker-0"]
     target = world.tmp / "killed-executor"
     plan = world.plan(
         job_file(world, SLOW_WRITE_JOB),
         target.name,
         master=info.master_url,
-        cluster_state=standalone.state_dir,
+        cluster_state=cluster.state_dir,
     )
     killed: list[int] = []
     replacements: list[int] = []
