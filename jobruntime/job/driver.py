@@ -23,6 +23,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -102,9 +103,10 @@ class _Prepared:
     socket: str
 
 
-def _prepare(shared: Path) -> _Prepared:
+def _prepare() -> _Prepared:
     # 0. Spark's effective configuration, before any of Spark starts (sparkconf.*, exit 31).
     refuse_insecure_spark_conf()
+    shared = Path(_env("JOB_BUNDLE_DIR"))
     # 1. The bundle, re-verified against the pinned trust root; nothing unverified is used.
     pinned, bundle = load_pod_bundle(
         "jobruntime-driver",
@@ -137,14 +139,17 @@ def _prepare(shared: Path) -> _Prepared:
 
 
 def run() -> int:
-    shared = Path(_env("JOB_BUNDLE_DIR"))
     try:
-        job = _prepare(shared)
+        job = _prepare()
     except JobRuntimeError as exc:
         # Refused before the job started: the sidecar's final heartbeat reports it now,
         # instead of the control plane timing the run out. Nothing was read or written.
-        _finish(shared, "failed", exc.code)
+        named = os.environ.get("JOB_BUNDLE_DIR")
+        if named:
+            with suppress(OSError):  # no volume to leave it on: the refusal still stands
+                _finish(Path(named), "failed", exc.code)
         raise
+    shared = Path(_env("JOB_BUNDLE_DIR"))
     spark, spec, module, path = job.spark, job.spec, job.module, job.path
     params, entry, socket = job.params, job.entry, job.socket
     root = TrustRoot.load(job.trust_root)  # the root the bundle was verified against

@@ -387,6 +387,16 @@ POINTERS: tuple[Row, ...] = (
         NT + "test_crypto_metadata_changed_after_the_check_is_never_decoded",
     ),
     _data(
+        "native-length-raced",
+        "a verified part's length raced (short for the stat Parquet takes it from, right "
+        "for the open's check) so that Parquet reads a footer planted earlier in the file "
+        "(found in review)",
+        STORAGE,
+        "the read's file system reports the manifest's size for every stat and listing; "
+        "only the check reads storage's, and the open requires exactly that size",
+        NT + "test_every_stat_reports_the_manifests_size_not_storages",
+    ),
+    _data(
         "native-length-prefix-altered",
         "a module's length prefix (outside the digest and GCM) altered, native path "
         "(found in review)",

@@ -144,6 +144,46 @@ def test_crypto_metadata_changed_after_the_check_is_never_decoded(
     assert f"{victim.name} was replaced or altered" in message
 
 
+def test_every_stat_reports_the_manifests_size_not_storages(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """Found in review: Parquet takes a file's length from a stat of its own, and storage
+    raced the length (short for that stat, right for the open's check) so that Parquet
+    read a footer it had planted. Through the read's file system every stat and listing
+    of a manifest's file reports the manifest's size; only the check reads storage's."""
+    from jobruntime.native import options
+    from jobruntime.native.read import verified_manifest
+
+    uri, root = written(spark, agent, tmp_path)
+    manifest = verified_manifest(uri, "sales", agent.key_id("sales"), str(agent.socket))
+    jvm = spark.sparkContext._jvm
+    conf = jvm.org.apache.hadoop.conf.Configuration(spark.sparkContext._jsc.hadoopConfiguration())
+    hadoop_root = options.hadoop_root(uri)
+    assert hadoop_root is not None
+    for key, value in options.read(manifest, hadoop_root, "sales", str(agent.socket)).items():
+        conf.set(key, value)
+    victim = parts(root)[0]
+    size = victim.stat().st_size
+    victim.write_bytes(victim.read_bytes()[:-100])  # storage now holds fewer bytes
+    path = jvm.org.apache.hadoop.fs.Path(f"file://{victim}")
+    fs = path.getFileSystem(conf)
+    assert fs.getClass().getName() == "jobruntime.kms.VerifiedLocalFileSystem"
+    assert fs.getFileStatus(path).getLen() == size
+    assert fs.getFileLinkStatus(path).getLen() == size
+    listed = [s.getLen() for s in fs.listStatus(path.getParent()) if s.getPath().equals(path)]
+    assert listed == [size]
+    located = fs.listLocatedStatus(path.getParent())
+    lengths = []
+    while located.hasNext():
+        status = located.next()
+        if status.getPath().equals(path):
+            lengths.append(status.getLen())
+    assert lengths == [size]
+    hadoop_file = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(path, conf)
+    assert hadoop_file.getLength() == size
+    assert fs.rawStatus(path).getLen() == size - 100  # what the check compares
+
+
 def test_a_page_header_length_prefix_altered_is_refused(
     spark: Any, agent: Agent, tmp_path: Path
 ) -> None:

@@ -157,7 +157,10 @@ final class FileCheck {
   private static long length(FileSystem fs, Path path, long expectedSize, String name, String rel) {
     long length;
     try {
-      length = fs.getFileStatus(path).getLen();
+      // Storage's own length: the read's file system reports the manifest's to Spark.
+      length = fs instanceof VerifiedLocalFileSystem
+          ? ((VerifiedLocalFileSystem) fs).rawStatus(path).getLen()
+          : fs.getFileStatus(path).getLen();
     } catch (FileNotFoundException e) {
       throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
     } catch (IOException e) {

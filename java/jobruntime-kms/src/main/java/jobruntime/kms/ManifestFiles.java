@@ -71,11 +71,16 @@ final class ManifestFiles {
     return new ManifestFiles(new Path(root).toUri().getPath(), entries);
   }
 
-  /** The manifest's entry for this file, or a refusal: a reader decodes listed files only. */
-  Entry entry(Path file, String name) {
+  /** The manifest's entry for this file, or null. */
+  Entry find(Path file) {
     String full = file.toUri().getPath();
     String prefix = root.endsWith("/") ? root : root + "/";
-    Entry entry = full.startsWith(prefix) ? entries.get(full.substring(prefix.length())) : null;
+    return full.startsWith(prefix) ? entries.get(full.substring(prefix.length())) : null;
+  }
+
+  /** The manifest's entry for this file, or a refusal: a reader decodes listed files only. */
+  Entry entry(Path file, String name) {
+    Entry entry = find(file);
     if (entry == null) {
       throw new Refusal("dataset.file_extra", name + ": file " + file.getName() + " is not in the verified manifest");
     }
