@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jobruntime.dataset.errors import FileCorruptError
+from jobruntime.dataset.errors import FileCorruptError, FileMissingError
 from jobruntime.errors import JobRuntimeError, all_error_types
 from jobruntime.keyagent.errors import KeyAgentError, error_for
 
@@ -41,6 +41,7 @@ def typed(exc: BaseException) -> JobRuntimeError | None:
     current = _java_exception(exc)
     seen = 0
     messages: list[str] = []
+    kinds: set[str] = set()
     try:
         while current is not None and seen < _DEPTH:
             kind = current.getClass().getName()
@@ -48,12 +49,13 @@ def typed(exc: BaseException) -> JobRuntimeError | None:
                 return by_code(str(current.code()), str(current.getMessage()))
             if kind == _TAG_FAILURE:
                 return _altered(messages)
+            kinds.add(kind)
             messages.append(str(current.getMessage()))
             current = current.getCause()
             seen += 1
     except Exception:  # the JVM is gone, or an object is not what it seemed
         return None
-    return _undecodable(messages)
+    return _undecodable(messages, missing="java.io.FileNotFoundException" in kinds)
 
 
 def _altered(messages: list[str]) -> FileCorruptError:
@@ -66,11 +68,13 @@ def _altered(messages: list[str]) -> FileCorruptError:
     return FileCorruptError("a dataset file failed authentication: it was altered")
 
 
-def _undecodable(messages: list[str]) -> FileCorruptError | None:
+def _undecodable(messages: list[str], missing: bool) -> JobRuntimeError | None:
     for message in messages:
         found = _PART.search(message) if "FAILED_READ_FILE" in message else None
         if found:
             root, rel = found.groups()
+            if missing:  # removed after the driver's check of the file set
+                return FileMissingError(f"{root}: file {rel} is missing")
             return FileCorruptError(
                 f"{root}: file {rel} could not be decoded: it was altered or damaged"
             )

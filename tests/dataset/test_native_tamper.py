@@ -14,6 +14,7 @@ import pytest
 
 from jobruntime.dataset.manifest import Manifest
 from jobruntime.dataset.versions import local_versions, manifest_path
+from jobruntime.native.errors import typed
 from jobruntime.storage.uri import open_storage
 from tests.dataset.conftest import Agent, sales_table
 from tests.dataset.native import native_read, native_write, refused_natively
@@ -182,6 +183,33 @@ def test_every_stat_reports_the_manifests_size_not_storages(
     hadoop_file = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(path, conf)
     assert hadoop_file.getLength() == size
     assert fs.rawStatus(path).getLen() == size - 100  # what the check compares
+
+
+def test_a_part_deleted_after_the_drivers_check_is_missing(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """Found in review: a part deleted between the driver's file-set check and Spark's
+    read was reported as undecodable; it is ``dataset.file_missing``, in a fresh JVM and
+    once the part was verified."""
+    uri, root = written(spark, agent, tmp_path)
+    for verified_before in (False, True):
+        if verified_before:
+            assert native_read(spark, agent, "sales", uri).count() == 2000
+        else:
+            spark.sparkContext._jvm.jobruntime.kms.ConfidentialCryptoFactory.forgetVerified()
+        victim = parts(root)[0]
+        kept = victim.read_bytes()
+        df = native_read(spark, agent, "sales", uri)  # the driver's checks pass here
+        victim.unlink()
+        with pytest.raises(Exception) as info:  # noqa: PT011 - Spark's, typed below
+            df.collect()
+        error = typed(info.value)
+        assert error is not None, str(info.value)[-2000:]
+        assert (error.code, error.message) == (
+            "dataset.file_missing",
+            f"{root}: file {victim.relative_to(root)} is missing",
+        ), verified_before
+        victim.write_bytes(kept)
 
 
 def test_a_page_header_length_prefix_altered_is_refused(
