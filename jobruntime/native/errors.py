@@ -58,27 +58,34 @@ def typed(exc: BaseException) -> JobRuntimeError | None:
     return _undecodable(messages, missing="java.io.FileNotFoundException" in kinds)
 
 
-def _altered(messages: list[str]) -> FileCorruptError:
-    """The file Spark was reading when a module failed authentication (paths only)."""
+def _part(messages: list[str], failed_read_only: bool = False) -> tuple[str, str] | None:
+    """(dataset root, part) of the first part path Spark's messages name; paths only."""
     for message in messages:
+        if failed_read_only and "FAILED_READ_FILE" not in message:
+            continue
         found = _PART.search(message)
         if found:
-            root, rel = found.groups()
-            return FileCorruptError(f"{root}: file {rel} failed authentication: it was altered")
-    return FileCorruptError("a dataset file failed authentication: it was altered")
+            return found.group(1), found.group(2)
+    return None
+
+
+def _altered(messages: list[str]) -> FileCorruptError:
+    """The file Spark was reading when a module failed authentication."""
+    named = _part(messages)
+    if named is None:
+        return FileCorruptError("a dataset file failed authentication: it was altered")
+    return FileCorruptError(f"{named[0]}: file {named[1]} failed authentication: it was altered")
 
 
 def _undecodable(messages: list[str], missing: bool) -> JobRuntimeError | None:
-    for message in messages:
-        found = _PART.search(message) if "FAILED_READ_FILE" in message else None
-        if found:
-            root, rel = found.groups()
-            if missing:  # removed after the driver's check of the file set
-                return FileMissingError(f"{root}: file {rel} is missing")
-            return FileCorruptError(
-                f"{root}: file {rel} could not be decoded: it was altered or damaged"
-            )
-    return None
+    """Any other failed read of a verified part: gone after the driver's check, or altered."""
+    named = _part(messages, failed_read_only=True)
+    if named is None:
+        return None
+    root, rel = named
+    if missing:  # removed after the driver's check of the file set
+        return FileMissingError(f"{root}: file {rel} is missing")
+    return FileCorruptError(f"{root}: file {rel} could not be decoded: it was altered or damaged")
 
 
 def by_code(code: str, message: str) -> JobRuntimeError:

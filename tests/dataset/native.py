@@ -20,6 +20,11 @@ def require_jar(spark: Any) -> None:
     assert jvm.jar_loaded(spark), "build/jobruntime-kms.jar is not on the session's class path"
 
 
+def forget_verified(spark: Any) -> None:
+    """As a fresh JVM: forget the files this one verified (and the footers it serves)."""
+    spark.sparkContext._jvm.jobruntime.kms.ConfidentialCryptoFactory.forgetVerified()
+
+
 def native_read(spark: Any, agent: Agent, dataset: str, uri: str) -> Any:
     require_jar(spark)
     return read(

@@ -17,7 +17,7 @@ from jobruntime.dataset.versions import local_versions, manifest_path
 from jobruntime.native.errors import typed
 from jobruntime.storage.uri import open_storage
 from tests.dataset.conftest import Agent, sales_table
-from tests.dataset.native import native_read, native_write, refused_natively
+from tests.dataset.native import forget_verified, native_read, native_write, refused_natively
 from tests.dataset.parts import agent_ops, column_chunks, republish_as_schema_1, write_version
 
 
@@ -140,7 +140,7 @@ def test_crypto_metadata_changed_after_the_check_is_never_decoded(
     victim.write_bytes(bytes(forged))
     message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
     assert f"{victim.name} failed authentication" in message
-    spark.sparkContext._jvm.jobruntime.kms.ConfidentialCryptoFactory.forgetVerified()
+    forget_verified(spark)
     message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
     assert f"{victim.name} was replaced or altered" in message
 
@@ -180,6 +180,9 @@ def test_every_stat_reports_the_manifests_size_not_storages(
         if status.getPath().equals(path):
             lengths.append(status.getLen())
     assert lengths == [size]
+    forget_verified(spark)
+    with pytest.raises(Exception, match="was opened before it was verified"):
+        fs.open(path)  # only the crypto factory's check lets a listed file open
     hadoop_file = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(path, conf)
     assert hadoop_file.getLength() == size
     assert fs.rawStatus(path).getLen() == size - 100  # what the check compares
@@ -196,7 +199,7 @@ def test_a_part_deleted_after_the_drivers_check_is_missing(
         if verified_before:
             assert native_read(spark, agent, "sales", uri).count() == 2000
         else:
-            spark.sparkContext._jvm.jobruntime.kms.ConfidentialCryptoFactory.forgetVerified()
+            forget_verified(spark)
         victim = parts(root)[0]
         kept = victim.read_bytes()
         df = native_read(spark, agent, "sales", uri)  # the driver's checks pass here
@@ -210,6 +213,32 @@ def test_a_part_deleted_after_the_drivers_check_is_missing(
             f"{root}: file {victim.relative_to(root)} is missing",
         ), verified_before
         victim.write_bytes(kept)
+
+
+def test_a_part_resized_after_the_drivers_check_is_refused_at_its_open(
+    spark: Any, agent: Agent, tmp_path: Path
+) -> None:
+    """Storage grows or shrinks a part between the driver's file-set check and Spark's
+    read: the check in a fresh JVM, and the open of a part already verified, compare
+    storage's own size with the manifest's (every stat Spark makes reports the latter)."""
+    uri, root = written(spark, agent, tmp_path)
+    victim = parts(root)[0]
+    kept = victim.read_bytes()
+    for verified_before in (False, True):
+        for resized in (kept + b"\0" * 100, kept[:-100]):
+            if verified_before:
+                assert native_read(spark, agent, "sales", uri).count() == 2000
+            else:
+                forget_verified(spark)
+            df = native_read(spark, agent, "sales", uri)  # the driver's checks pass here
+            victim.write_bytes(resized)
+            with pytest.raises(Exception) as info:  # noqa: PT011 - Spark's, typed below
+                df.collect()
+            error = typed(info.value)
+            assert error is not None, str(info.value)[-2000:]
+            assert error.code == "dataset.file_truncated", (verified_before, error.one_line())
+            assert f"is {len(resized)} bytes" in error.message
+            victim.write_bytes(kept)
 
 
 def test_a_page_header_length_prefix_altered_is_refused(
@@ -245,7 +274,7 @@ def test_a_schema_1_dataset_is_read_on_both_paths_and_checked_whole(
     victim.write_bytes(bytes(data))
     # As a fresh JVM: this one remembers the file it verified (and pins its key metadata,
     # so the altered page would fail authentication instead: the case tested above).
-    spark.sparkContext._jvm.jobruntime.kms.ConfidentialCryptoFactory.forgetVerified()
+    forget_verified(spark)
     message = refused_natively(spark, agent, uri, "dataset.file_corrupt")
     assert f"{victim.name} was replaced or altered" in message
     with pytest.raises(Exception, match=f"FileCorruptError.*{victim.name} was replaced"):

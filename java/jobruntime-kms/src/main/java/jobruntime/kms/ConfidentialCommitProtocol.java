@@ -24,9 +24,10 @@ import scala.jdk.javaapi.CollectionConverters;
  * Spark's file commit protocol ({@code spark.sql.sources.commitProtocolClass}) with one
  * addition for confidential writes: each task measures the parts it wrote (size, footer
  * digest ({@link FileCheck#footer}: a few KiB are read, not the part), rows and row groups,
- * read back with the pinned key metadata of the hashed bytes) before its commit and sends that in its commit message; the job commit hands the
- * parts to the Python commit ({@link StagedParts}), which checks every part in staging
- * against its task's digest before publishing (jobruntime/dataset/versions.py: the same
+ * read back with the pinned key metadata of the hashed bytes) before its commit and sends
+ * that in its commit message; the job commit hands the parts to the Python commit
+ * ({@link StagedParts}), which checks every part in staging against its task's digest
+ * before publishing (jobruntime/dataset/versions.py: the same
  * commit as the Python writer's). Only one attempt per partition commits (Spark's output
  * commit coordinator), so a retried or speculative task's extra files are never reported.
  * Writes without {@code jobruntime.dataset} in their configuration behave exactly as

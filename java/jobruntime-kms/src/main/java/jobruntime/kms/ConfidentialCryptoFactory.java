@@ -23,12 +23,13 @@ import org.apache.parquet.hadoop.api.WriteSupport.WriteContext;
  * <p><b>Reading</b>, and why digests rather than the AAD prefix: every file is decoded only
  * if it is listed in the manifest the driver verified and has the manifest's size and footer
  * digest (schema 2; the whole file's SHA-256 under schema 1), checked here in the JVM before
- * any byte is decrypted, exactly as the Python reader does ({@link FileCheck}). The alternative, binding (dataset, version, path) into PME's
- * AAD prefix, was not taken: pyarrow's key tools (the Python writer and reader, and owners'
- * tools) cannot set or check an AAD prefix; a part's final path and version are only known
+ * any byte is decrypted, exactly as the Python reader does ({@link FileCheck}). The
+ * alternative, binding (dataset, version, path) into PME's AAD prefix, was not taken:
+ * pyarrow's key tools (the Python writer and reader, and owners' tools) cannot set or check
+ * an AAD prefix; a part's final path and version are only known
  * at commit, after it is encrypted; and the manifest's digests already name each file. The
- * check and the decoding are two reads of storage, so the footer key metadata of the hashed
- * bytes is pinned ({@link PinnedKeyRetriever}): a file swapped in between is refused too.
+ * check and the decoding are two reads of storage, so the decoding is served the checked
+ * footer bytes (below), and only their key metadata gets a key ({@link PinnedKeyRetriever}).
  * A verified file is remembered (by path, size and digest) with its pinned key metadata and
  * its verified footer bytes ({@link VerifiedFiles}), and every open of it through the read's
  * {@link VerifiedLocalFileSystem} is served those bytes: what Parquet decodes is what was

@@ -21,19 +21,18 @@ import org.apache.parquet.format.Util;
  *
  * <p>Schema-2 manifests pin the <b>footer digest</b> ({@link #footer}): the SHA-256 of the
  * file's first 4 bytes and its footer region (crypto metadata, encrypted footer, length,
- * magic), a few KiB. Every other byte of a PME file is inside an AES-GCM module authenticated
- * with the file's data key and an AAD of its unique AAD, module type and ordinals, all of
- * which the footer region pins; so a verified footer lets Spark skip row groups without
- * hashing them, and an altered module fails authentication when it is decoded. Schema 1
- * pinned the whole file's SHA-256 ({@link #whole}).
+ * magic), a few KiB. Every other byte of a PME file is either inside an AES-GCM module
+ * authenticated with the file's data key and an AAD of its unique AAD, module type and
+ * ordinals, all of which the footer region pins, or a module's length prefix; so a verified
+ * footer lets Spark skip row groups without hashing them, and an altered module fails when
+ * it is decoded. Schema 1 pinned the whole file's SHA-256 ({@link #whole}).
+ * jobruntime/dataset/footer.py computes the same digest.
  *
- * <p>The key metadata (the file's own wrapped data key, random per file) is taken from inside
- * the hashed bytes, not from a second read, so it belongs to the file whose digest was
- * checked. A reader that is then given only that key metadata can decode only that file:
- * under PME every module is authenticated with the file's data key and its unique AAD, so a
- * file swapped in after the check, even one of the same dataset, size and master key, has
- * other key metadata and is refused before any byte of it is decrypted
- * ({@link PinnedKeyRetriever}). jobruntime/dataset/footer.py computes the same digest.
+ * <p>The verified head and footer region are kept ({@link VerifiedFiles}) and served to every
+ * later open of the file ({@link VerifiedLocalFileSystem}), so Parquet decodes with exactly
+ * the bytes that were hashed: a file swapped in after the check is decoded under the verified
+ * file's key and AAD, and its modules fail authentication. The key metadata is taken from
+ * inside those bytes too, and only it is given a key ({@link PinnedKeyRetriever}).
  */
 final class FileCheck {
   static final byte[] ENCRYPTED_MAGIC = "PARE".getBytes(StandardCharsets.US_ASCII);
@@ -82,9 +81,7 @@ final class FileCheck {
       if (length < HEAD + 8 || !Arrays.equals(Arrays.copyOfRange(tail, 4, 8), ENCRYPTED_MAGIC)
           || footer == 0 || start < HEAD || footer > FOOTER_MAX) {
         // Not what the manifest lists (a read), or not what a PME writer makes (a commit).
-        throw expectedSha256 != null
-            ? new Refusal("dataset.file_corrupt", name + ": file " + rel + " was replaced or altered")
-            : notEncrypted(name, rel);
+        throw expectedSha256 != null ? replaced(name, rel) : notEncrypted(name, rel);
       }
       byte[] head = new byte[HEAD];
       in.readFully(0, head);
@@ -94,14 +91,11 @@ final class FileCheck {
       sha.update(region);
       String digest = checked(sha, expectedSha256, name, rel);
       if (!Arrays.equals(tail, Arrays.copyOfRange(region, region.length - 8, region.length))) {
-        throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
+        throw changedWhileChecked(name, rel);
       }
       return new FileCheck(length, digest, footerKeyMetadata(tail, region, name, rel), head, region);
-    } catch (FileNotFoundException e) {
-      throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
     } catch (IOException e) {
-      throw new Refusal("storage.io", name + ": file " + rel + " could not be read ("
-          + e.getClass().getSimpleName() + ")");
+      throw unreadable(e, name, rel);
     }
   }
 
@@ -143,14 +137,11 @@ final class FileCheck {
       }
       String digest = checked(sha, expectedSha256, name, rel);
       if (!Arrays.equals(tail, hashedTail)) {
-        throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
+        throw changedWhileChecked(name, rel);
       }
       return new FileCheck(length, digest, footerKeyMetadata(tail, window, name, rel), head, window);
-    } catch (FileNotFoundException e) {
-      throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
     } catch (IOException e) {
-      throw new Refusal("storage.io", name + ": file " + rel + " could not be read ("
-          + e.getClass().getSimpleName() + ")");
+      throw unreadable(e, name, rel);
     }
   }
 
@@ -161,16 +152,30 @@ final class FileCheck {
       length = fs instanceof VerifiedLocalFileSystem
           ? ((VerifiedLocalFileSystem) fs).rawStatus(path).getLen()
           : fs.getFileStatus(path).getLen();
-    } catch (FileNotFoundException e) {
-      throw new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
     } catch (IOException e) {
-      throw new Refusal("storage.io", name + ": file " + rel + " could not be read ("
-          + e.getClass().getSimpleName() + ")");
+      throw unreadable(e, name, rel);
     }
     if (expectedSize >= 0 && length != expectedSize) {
       throw truncated(name, rel, length, expectedSize);
     }
     return length;
+  }
+
+  /** Missing, or unreadable: the exception's kind only (its text can quote a path or bytes). */
+  private static Refusal unreadable(IOException e, String name, String rel) {
+    if (e instanceof FileNotFoundException) {
+      return new Refusal("dataset.file_missing", name + ": file " + rel + " is missing");
+    }
+    return new Refusal("storage.io", name + ": file " + rel + " could not be read ("
+        + e.getClass().getSimpleName() + ")");
+  }
+
+  private static Refusal replaced(String name, String rel) {
+    return new Refusal("dataset.file_corrupt", name + ": file " + rel + " was replaced or altered");
+  }
+
+  private static Refusal changedWhileChecked(String name, String rel) {
+    return new Refusal("dataset.file_corrupt", name + ": file " + rel + " changed while it was checked");
   }
 
   private static MessageDigest sha256() {
@@ -187,7 +192,7 @@ final class FileCheck {
     if (expectedSha256 != null
         && !MessageDigest.isEqual(
             digest.getBytes(StandardCharsets.US_ASCII), expectedSha256.getBytes(StandardCharsets.US_ASCII))) {
-      throw new Refusal("dataset.file_corrupt", name + ": file " + rel + " was replaced or altered");
+      throw replaced(name, rel);
     }
     return digest;
   }

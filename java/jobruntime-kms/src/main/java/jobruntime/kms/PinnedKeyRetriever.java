@@ -6,8 +6,9 @@ import org.apache.parquet.crypto.KeyAccessDeniedException;
 
 /**
  * Hands out a file's data key only for the footer key metadata of the bytes that were hashed
- * and checked ({@link FileCheck}); anything else (another file swapped in after the check, a
- * column key of non-uniform encryption) is refused. The key itself comes from Parquet's own
+ * and checked ({@link FileCheck}); anything else (a column key of non-uniform encryption;
+ * another file's footer, were a read ever not served the verified footer by
+ * {@link VerifiedLocalFileSystem}) is refused: a second lock behind that one. The key itself comes from Parquet's own
  * double-unwrapping ({@code FileKeyUnwrapper}), whose KEKs the key agent unwraps.
  */
 final class PinnedKeyRetriever implements DecryptionKeyRetriever {
